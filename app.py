@@ -1,0 +1,218 @@
+"""musicgen web app: continue a piano MIDI (or compose from scratch) with a GRU, hear it, read it.
+
+`python app.py` serves it on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860).
+The `generate` API endpoint takes the seed MIDI file first (None: from scratch); every
+other parameter has a default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from musicgen import app_logic as logic
+from musicgen.errors import MusicgenError
+from musicgen.render import list_soundfonts
+from musicgen.sample import SampleConfig, load_generator
+from musicgen.tokenizer import MAX_MIDI_BYTES
+
+try:  # ZeroGPU Spaces lend a GPU per call; elsewhere the same file runs as is (CUDA or CPU)
+    import spaces
+except ImportError:
+    spaces = None
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+EXAMPLES = sorted((Path(__file__).resolve().parent / "assets" / "examples").glob("*.mid"))
+SOUNDFONTS = list_soundfonts()
+N = logic.MAX_VARIATIONS
+GENERATOR = load_generator()  # loaded once at start-up, so the first request is not slow
+UI = SampleConfig(bars=8, variations=2)  # the form's starting values (and the API's defaults)
+FIRST_SOUNDFONT = next(iter(SOUNDFONTS), None)
+CSS = """
+.sheet { background: white; border-radius: 6px; padding: 4px; }
+.sheet svg { max-width: 100%; height: auto; }
+#status { min-height: 2.5em; }
+"""
+
+
+def compose(seed, cfg: SampleConfig):
+    """Sample the continuations (the only step that wants a GPU)."""
+    return load_generator().generate(seed, cfg)
+
+
+if spaces is not None and os.environ.get("SPACES_ZERO_GPU"):
+    compose = spaces.GPU(duration=120)(compose)
+
+
+def variation_values(result: logic.Result | None) -> list:
+    """Audio, roll, sheet and downloads for each of the N variation slots (empty when unused)."""
+    values = []
+    for i in range(N):
+        v = result.variations[i] if result and i < len(result.variations) else None
+        if v is None:
+            values += [None, None, "", None]
+        else:
+            values += [v.mp3 and str(v.mp3), v.roll and str(v.roll), logic.sheet_html(v.svg), v.downloads()]
+    return values
+
+
+def run(seed_midi, style, seed_bars, bars, variations, temperature, top_k, top_p, greedy_mix,
+        repetition_penalty, random_seed, seed, tempo, soundfont, progress) -> logic.Result:
+    """Validate, compose and render one request into its own temp folder."""
+    if soundfont and soundfont not in SOUNDFONTS:
+        raise MusicgenError(f"unknown soundfont {soundfont!r}; choose one of: {', '.join(SOUNDFONTS)}")
+    if not 1 <= int(variations) <= N:
+        raise MusicgenError(f"variations must be between 1 and {N}")
+    score = logic.read_seed(seed_midi)
+    used_seed = logic.pick_seed(random_seed, seed)
+    cfg = SampleConfig(bars=int(bars), seed_bars=int(seed_bars), style=style, temperature=float(temperature),
+                       top_k=int(top_k), top_p=float(top_p), greedy_mix=float(greedy_mix),
+                       repetition_penalty=float(repetition_penalty), variations=int(variations),
+                       seed=used_seed, tempo=float(tempo or 0))
+    progress(0.05, desc=f"Composing {cfg.bars} bars × {cfg.variations}")
+    gen = compose(score, cfg)
+    progress(0.3, desc="Rendering audio, sheet music and piano roll")
+    stem = logic.output_stem(seed_midi, style)
+    title = f"{stem} (continued)" if score is not None else f"From scratch ({style})"
+    made = logic.render_variations(gen.scores, gen.split_tick, logic.new_request_dir(), stem, title,
+                                   SOUNDFONTS.get(soundfont), progress)
+    empty = [str(i + 1) for i, v in enumerate(made) if v.svg is None]
+    status = f"✅ {gen.describe()}; random seed {used_seed}"
+    if empty:
+        status += f"; variation {', '.join(empty)} came out without notes: try another seed"
+    return logic.Result(seed_midi, made, status, used_seed)
+
+
+def generate(seed_midi=None, style=UI.style, seed_bars=UI.seed_bars, bars=UI.bars,
+             variations=UI.variations, temperature=UI.temperature, top_k=UI.top_k, top_p=UI.top_p,
+             greedy_mix=UI.greedy_mix, repetition_penalty=UI.repetition_penalty, random_seed=True,
+             seed=UI.seed, tempo=UI.tempo, soundfont=FIRST_SOUNDFONT, history=None,
+             progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+    """Continue the seed MIDI (None: compose from scratch) and render every variation."""
+    with logic.user_errors():
+        result = run(seed_midi, style, seed_bars, bars, variations, temperature, top_k, top_p,
+                     greedy_mix, repetition_penalty, random_seed, seed, tempo, soundfont, progress)
+    history = history or logic.History()
+    history.push(result)
+    return [result.random_seed, result.status, *variation_values(result), history]
+
+
+def continue_from(choice, style, seed_bars, bars, variations, temperature, top_k, top_p, greedy_mix,
+                  repetition_penalty, random_seed, seed, tempo, soundfont, history,
+                  progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+    """Make the chosen variation the new seed and continue it."""
+    if history is None or history.current is None:
+        raise gr.Error("Generate something first, then continue from it.")
+    chosen = history.current.variations[min(int(choice or 1), len(history.current.variations)) - 1]
+    outputs = generate(str(chosen.midi), style, seed_bars, bars, variations, temperature, top_k, top_p,
+                       greedy_mix, repetition_penalty, random_seed, seed, tempo, soundfont, history,
+                       progress)
+    return [str(chosen.midi), *outputs]
+
+
+def undo(history):
+    """Go back to the previous result and its seed."""
+    with logic.user_errors("undoing"):
+        result = (history or logic.History()).undo()
+    status = f"↩️ Back to the previous result. {result.status.removeprefix('✅ ')}"
+    return [result.seed_midi, result.random_seed, status, *variation_values(result), history]
+
+
+def show_layout(history):
+    """One tab per variation made, the continue choices to match, Undo only when it can."""
+    n = len(history.current.variations) if history and history.current else 0
+    tabs = [gr.Tab(visible=i < max(n, 1)) for i in range(N)]
+    choices = [str(i + 1) for i in range(max(n, 1))]
+    return [gr.Tabs(selected=0), *tabs,
+            gr.Radio(choices=choices, value="1", visible=n > 1),
+            gr.Button(interactive=n > 0),
+            gr.Button(interactive=bool(history and history.past))]
+
+
+with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False) as demo:
+    history = gr.State(None)
+    gr.Markdown("# 🎹 musicgen — a GRU piano composer\n"
+                "Upload a piano MIDI (or pick an example) and the model continues it; leave the seed "
+                "empty to compose from scratch in a composer's style. "
+                f"Runs on **{GENERATOR.device}**.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=320):
+            seed_file = gr.File(label=f"Seed MIDI (.mid, up to {MAX_MIDI_BYTES // 1_000_000} MB) — "
+                                      "empty: compose from scratch",
+                                file_types=[".mid", ".midi"], type="filepath", height=120,
+                                elem_id="seed-file")
+            gr.Examples([[str(p)] for p in EXAMPLES], inputs=seed_file, label="Example seeds",
+                        example_labels=[p.stem.replace("-", " ") for p in EXAMPLES])
+            seed_info = gr.Markdown(elem_id="seed-info")
+            style = gr.Dropdown(GENERATOR.styles, value=UI.style, label="Style (composer)",
+                                info="steers both continuations and from-scratch pieces")
+            with gr.Row():
+                bars = gr.Slider(1, 64, value=UI.bars, step=1, label="New bars", elem_id="bars")
+                seed_bars = gr.Slider(0, 32, value=UI.seed_bars, step=1, label="Seed bars to use",
+                                      info="the seed's last N bars; 0 = all")
+            variations = gr.Slider(1, N, value=UI.variations, step=1, label="Variations",
+                                   elem_id="variations")
+            with gr.Accordion("Sampling", open=False):
+                temperature = gr.Slider(0, 2, value=UI.temperature, step=0.05, label="Temperature",
+                                        info="lower: safer; higher: wilder; 0: always the likeliest note")
+                with gr.Row():
+                    top_k = gr.Slider(0, 100, value=UI.top_k, step=1, label="Top-k", info="0 = off")
+                    top_p = gr.Slider(0.05, 1, value=UI.top_p, step=0.01, label="Top-p")
+                with gr.Row():
+                    greedy_mix = gr.Slider(0, 1, value=UI.greedy_mix, step=0.05, label="Greedy mix")
+                    repetition_penalty = gr.Slider(0.5, 2, value=UI.repetition_penalty, step=0.05,
+                                                   label="Repetition penalty")
+            with gr.Accordion("Random seed, tempo and sound", open=False):
+                with gr.Row():
+                    random_seed = gr.Checkbox(value=True, label="Random seed",
+                                              info="untick to reproduce a result")
+                    seed = gr.Number(value=UI.seed, precision=0, label="Seed")
+                with gr.Row():
+                    tempo = gr.Number(value=UI.tempo, label="Tempo override (BPM)",
+                                      info="0 = keep the seed's")
+                    soundfont = gr.Dropdown(list(SOUNDFONTS), value=FIRST_SOUNDFONT,
+                                            label="Soundfont")
+            generate_btn = gr.Button("🎼 Compose", variant="primary", size="lg", elem_id="compose")
+        with gr.Column(scale=3, min_width=420):
+            status = gr.Markdown("Press **Compose** to hear what comes next.", elem_id="status")
+            slots, tabs = [], []
+            with gr.Tabs() as tabset:
+                for i in range(N):
+                    with gr.Tab(f"Variation {i + 1}", id=i, visible=i == 0,
+                                elem_id=f"variation-{i + 1}") as tab:
+                        tabs.append(tab)
+                        audio = gr.Audio(label="Listen", type="filepath", format="mp3", interactive=False,
+                                         elem_classes="result-audio")
+                        roll = gr.Image(label="Piano roll", type="filepath",
+                                        interactive=False, elem_classes="result-roll")
+                        sheet = gr.HTML(max_height=460, elem_classes="result-sheet", js_on_load=None)
+                        files = gr.File(label="Download: MIDI, WAV, MusicXML", file_count="multiple",
+                                        interactive=False, elem_classes="result-files")
+                        slots += [audio, roll, sheet, files]
+            with gr.Row(equal_height=True):
+                continue_choice = gr.Radio(["1"], value="1", label="Continue from variation",
+                                           visible=False, scale=2)
+                continue_btn = gr.Button("➡️ Continue from this result", interactive=False, scale=1,
+                                         elem_id="continue")
+                undo_btn = gr.Button("↩️ Undo", interactive=False, scale=1, elem_id="undo")
+
+    settings = [style, seed_bars, bars, variations, temperature, top_k, top_p, greedy_mix,
+                repetition_penalty, random_seed, seed, tempo, soundfont]
+    layout = [tabset, *tabs, continue_choice, continue_btn, undo_btn]
+    generate_btn.click(generate, [seed_file, *settings, history], [seed, status, *slots, history],
+                       api_name="generate").then(show_layout, history, layout, api_visibility="private")
+    continue_btn.click(continue_from, [continue_choice, *settings, history],
+                       [seed_file, seed, status, *slots, history], api_visibility="private").then(
+        show_layout, history, layout, api_visibility="private")
+    undo_btn.click(undo, history, [seed_file, seed, status, *slots, history], api_visibility="private").then(
+        show_layout, history, layout, api_visibility="private")
+    gr.on([demo.load, seed_file.change, bars.change, tempo.change], logic.describe_seed,
+          [seed_file, bars, tempo], seed_info, queue=False, show_progress="hidden", api_visibility="private")
+
+demo.queue(default_concurrency_limit=4)  # generation is batched and rendering threads; 4 keeps CPUs busy
+
+if __name__ == "__main__":
+    demo.launch(max_file_size=2 * MAX_MIDI_BYTES, theme=gr.themes.Soft(), css=CSS)

@@ -1,0 +1,3 @@
+from musicgen.cli import main
+
+raise SystemExit(main())

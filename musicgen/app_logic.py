@@ -1,0 +1,202 @@
+"""The web app's logic beyond glue: seed checks, length estimates, per-request output folders,
+rendering the variations, and the per-session undo history.
+
+app.py holds only the layout and thin handlers that call into here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import symusic
+
+from musicgen import tokenizer as tk
+from musicgen.errors import MusicgenError
+
+log = logging.getLogger("musicgen.app")
+
+APP_ROOT = Path(tempfile.gettempdir()) / "musicgen-app"  # every file the app writes lives below
+MAX_AGE_SEC = 6 * 3600  # request folders older than this are deleted (undo beyond it says so)
+MAX_UNDO = 20  # results kept per session for Undo
+SCRATCH_SECONDS_PER_BAR = 2.0  # from scratch the model picks its own tempo; ~4/4 at 120
+MAX_VARIATIONS = 4
+SEED_RANGE = 2**31  # random seeds are drawn below this, so they fit any int field
+
+
+@dataclass
+class Variation:
+    """The files made for one variation; audio/roll/sheet are None when it has no notes."""
+
+    midi: Path
+    wav: Path | None = None
+    mp3: Path | None = None
+    musicxml: Path | None = None
+    roll: Path | None = None
+    svg: Path | None = None
+
+    def downloads(self) -> list[str]:
+        """MIDI, WAV and MusicXML paths that exist, for a download list."""
+        return [str(p) for p in (self.midi, self.wav, self.musicxml) if p is not None]
+
+
+@dataclass
+class Result:
+    """One press of Generate or Continue: what it started from and what it made."""
+
+    seed_midi: str | None  # the seed file it continued (None: from scratch)
+    variations: list[Variation]
+    status: str
+    random_seed: int
+
+
+@dataclass
+class History:
+    """Per-session results: the one shown and the ones Undo goes back to."""
+
+    current: Result | None = None
+    past: list[Result] = field(default_factory=list)
+
+    def push(self, result: Result) -> None:
+        """Show a new result; the shown one becomes undoable."""
+        if self.current is not None:
+            self.past = (self.past + [self.current])[-MAX_UNDO:]
+        self.current = result
+
+    def undo(self) -> Result:
+        """Go back to the previous result."""
+        if not self.past:
+            raise MusicgenError("nothing to undo")
+        previous = self.past[-1]
+        if not all(v.midi.exists() for v in previous.variations):
+            raise MusicgenError("the previous result has expired; generate again")
+        self.past = self.past[:-1]
+        self.current = previous
+        return previous
+
+
+@contextmanager
+def user_errors(action: str = "composing"):
+    """Turn any failure into gr.Error: the library's own message, or a generic one (logged)."""
+    import gradio as gr
+
+    try:
+        yield
+    except gr.Error:
+        raise
+    except MusicgenError as e:
+        raise gr.Error(str(e)[:1].upper() + str(e)[1:]) from None
+    except Exception:
+        log.exception("unexpected failure while %s", action)
+        raise gr.Error(f"Something went wrong while {action}. Please try again, or try another seed "
+                       "or settings.") from None
+
+
+def read_seed(path: str | Path | None) -> symusic.Score | None:
+    """The uploaded seed as a Score (None: compose from scratch); bad files raise MusicgenError."""
+    if path is None or str(path) == "":
+        return None
+    score = tk.read_midi(path)
+    if tk.prepare(score).note_num() == 0:
+        raise MusicgenError("the seed has no playable piano notes (drum tracks are ignored); "
+                            "clear it to compose from scratch")
+    return score
+
+
+def seconds_per_bar(score: symusic.Score | None, tempo: float = 0.0) -> float:
+    """Seconds one new bar will last: the seed's last meter and tempo (or the override)."""
+    if score is None:
+        return 4 * 60.0 / tempo if tempo else SCRATCH_SECONDS_PER_BAR
+    sig = max(score.time_signatures, key=lambda s: s.time, default=None)
+    quarters = sig.numerator * 4 / sig.denominator if sig and sig.denominator else 4.0
+    last = max(score.tempos, key=lambda t: t.time, default=None)
+    qpm = tempo or (last.qpm if last else 120.0)
+    return quarters * 60.0 / float(np.clip(qpm, *tk.TEMPO_RANGE))
+
+
+def describe_seed(path: str | Path | None, bars: int, tempo: float = 0.0) -> str:
+    """Markdown: what the seed is and about how long the continuation will be."""
+    try:
+        score = read_seed(path)
+    except MusicgenError as e:
+        return f"⚠️ **{e}**"
+    tempo = tempo if tempo and 20 <= tempo <= 400 else 0.0
+    secs = bars * seconds_per_bar(score, tempo)
+    length = f"≈ **{secs:.0f} s** of new music ({bars} bar{'s' if bars != 1 else ''})"
+    if score is None:
+        return f"No seed: composing from scratch in the chosen style. {length}."
+    return f"Seed **{Path(path).name}**: {tk.midi_summary(score)}. {length}."
+
+
+def pick_seed(random_seed: bool, seed: float | int | None) -> int:
+    """The random seed to use: a fresh one when asked, else the given one."""
+    if random_seed or seed is None:
+        return secrets.randbelow(SEED_RANGE)
+    if not 0 <= int(seed) < SEED_RANGE:
+        raise MusicgenError(f"the seed must be a whole number from 0 to {SEED_RANGE - 1}")
+    return int(seed)
+
+
+def new_request_dir() -> Path:
+    """A fresh folder for one request's files, after clearing out expired ones."""
+    APP_ROOT.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - MAX_AGE_SEC
+    for old in APP_ROOT.glob("req-*"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:  # another request cleared it first
+            pass
+    return Path(tempfile.mkdtemp(prefix="req-", dir=APP_ROOT))
+
+
+def output_stem(seed_midi: str | None, style: str) -> str:
+    """A short, safe file-name stem: the seed's name (minus our -vN suffix) or scratch-STYLE."""
+    stem = Path(seed_midi).stem if seed_midi else f"scratch-{style}"
+    stem = re.sub(r"(-v\d+)+$", "", stem)
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:40]
+    return stem or "musicgen"
+
+
+def render_variations(scores: list[symusic.Score], split_tick: int, folder: Path, stem: str,
+                      title: str, soundfont: str | Path | None, progress=None) -> list[Variation]:
+    """Write MIDI, audio, sheet and roll for every variation, rendering them in parallel."""
+    from musicgen.render import render_all
+
+    def one(i: int, score: symusic.Score) -> Variation:
+        name = f"{stem}-v{i + 1}"
+        v = Variation(midi=folder / f"{name}.mid")
+        v.midi.write_bytes(tk.to_midi_bytes(score))
+        if score.note_num() == 0:
+            return v
+        v.wav, v.mp3, v.musicxml = folder / f"{name}.wav", folder / f"{name}.mp3", folder / f"{name}.musicxml"
+        v.roll, v.svg = folder / f"{name}-roll.png", folder / f"{name}.svg"
+        render_all(score, wav=v.wav, mp3=v.mp3, svg=v.svg, roll=v.roll, musicxml=v.musicxml,
+                   soundfont=soundfont, split_tick=split_tick or None,
+                   title=f"{title} (variation {i + 1})" if len(scores) > 1 else title)
+        return v
+
+    out: list[Variation | None] = [None] * len(scores)
+    with ThreadPoolExecutor(max_workers=len(scores)) as pool:
+        futures = {pool.submit(one, i, s): i for i, s in enumerate(scores)}
+        for done, future in enumerate(as_completed(futures), 1):
+            out[futures[future]] = future.result()
+            if progress is not None:
+                progress(0.3 + 0.7 * done / len(scores), desc=f"Rendered {done} of {len(scores)}")
+    return out
+
+
+def sheet_html(svg: Path | None) -> str:
+    """The engraved score for a gr.HTML: white paper, scrollable inside the component."""
+    if svg is None or not svg.exists():
+        return "<p class='sheet-empty'>No notes to engrave.</p>"
+    return f"<div class='sheet'>{svg.read_text(encoding='utf-8')}</div>"

@@ -1,0 +1,155 @@
+"""`python -m musicgen generate|train|evaluate|render|bench ...`; flags mirror the config dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from musicgen.errors import MusicgenError
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One --flag per dataclass field; the field's comment-free default shows in --help."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            kind = type(default) if default is not None else _optional_type(f.type)
+            parser.add_argument(flag, type=kind, default=default, help=f"default: {default}")
+
+
+def _optional_type(annotation) -> type:
+    text = str(annotation)
+    return int if "int" in text else float if "float" in text else str
+
+
+def from_args(cls, args: argparse.Namespace):
+    """The dataclass filled from parsed flags."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def cmd_train(args) -> int:
+    from musicgen.model import ModelConfig
+    from musicgen.train import TrainConfig, train
+
+    out = train(from_args(TrainConfig, args), from_args(ModelConfig, args))
+    print(f"checkpoints in {out}/best and {out}/last; curves in {out}/loss.csv, {out}/loss.png")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from musicgen.sample import SampleConfig, load_generator, output_paths
+
+    gen = load_generator(args.checkpoint)
+    result = gen.generate(args.seed_midi, from_args(SampleConfig, args))
+    paths = output_paths(Path(args.out), len(result.scores))
+    for path, data in zip(paths, result.midi_bytes(args.only_continuation)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    print(result.describe())
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from musicgen.evaluate import main as evaluate_main
+
+    return evaluate_main(args)
+
+
+def cmd_render(args) -> int:
+    from musicgen.render import render_all
+
+    outputs = {k: getattr(args, k) for k in ("wav", "mp3", "svg", "roll", "musicxml")}
+    if not any(outputs.values()):
+        raise MusicgenError("name at least one output: --wav, --mp3, --svg, --roll or --musicxml")
+    from musicgen.tokenizer import read_midi
+
+    score = read_midi(args.midi)
+    timings = render_all(score, soundfont=args.soundfont, title=args.title or Path(args.midi).stem,
+                         **outputs)
+    for kind, path in outputs.items():
+        if path:
+            print(f"wrote {path}")
+    print(" ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from musicgen.bench import run_bench
+
+    report = run_bench(quick=args.quick, checkpoint=args.checkpoint)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    from musicgen.checkpoint import DEFAULT_CHECKPOINT
+    from musicgen.model import ModelConfig
+    from musicgen.sample import SampleConfig
+    from musicgen.train import TrainConfig
+
+    p = argparse.ArgumentParser(prog="musicgen", description="GRU piano composer")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="continue a seed MIDI or compose from scratch")
+    g.add_argument("--seed-midi", default=None, help="MIDI file to continue (default: from scratch)")
+    g.add_argument("--out", default="out.mid", help="output MIDI; more variations add -2, -3 ...")
+    g.add_argument("--only-continuation", action="store_true", help="write only the new bars")
+    g.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    add_dataclass_args(g, SampleConfig)
+    g.set_defaults(func=cmd_generate)
+
+    t = sub.add_parser("train", help="train a generator on a folder of MIDI files")
+    add_dataclass_args(t, TrainConfig)
+    add_dataclass_args(t, ModelConfig, skip=("vocab_size", "pad_id"))
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="held-out metrics of a checkpoint against baselines")
+    e.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    e.add_argument("--data", default="", help="the corpus the checkpoint was trained on")
+    e.add_argument("--pieces", type=int, default=0, help="evaluate on at most this many test pieces")
+    e.add_argument("--json", default=None, help="also write the report here")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("render", help="MIDI to audio, sheet music and piano roll")
+    r.add_argument("midi")
+    for flag in ("wav", "mp3", "svg", "roll", "musicxml", "soundfont", "title"):
+        r.add_argument(f"--{flag}", default=None)
+    r.set_defaults(func=cmd_render)
+
+    b = sub.add_parser("bench", help="speed of generation, rendering and the whole path")
+    b.add_argument("--quick", action="store_true", help="fewer repeats; under a minute")
+    b.add_argument("--json", default=None, help="write the results here")
+    b.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user errors print one line and exit 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MusicgenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

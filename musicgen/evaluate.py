@@ -1,0 +1,216 @@
+"""Held-out evaluation: token metrics against count baselines, then continuations against real music.
+
+`python -m musicgen evaluate [--checkpoint DIR] [--data DIR] [--pieces N] [--json OUT]`
+
+1. Tokens: NLL, perplexity, top-1/top-5 of the GRU on the checkpoint's own TEST pieces,
+   next to a unigram and a Kneser-Ney n-gram fitted on its TRAIN pieces, all scored on the
+   same stream (`[style] + piece`, every token after the style token).
+2. Continuations: each test piece's opening primes the GRU, which writes the next bars with
+   default sampling and a fixed seed per piece; the music statistics of those bars are shown
+   beside the same statistics of the bars that really follow the opening (5th-95th
+   percentile bands over pieces).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from musicgen import baselines, metrics
+from musicgen import tokenizer as tk
+from musicgen.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from musicgen.data import Piece, load_corpus
+from musicgen.errors import MusicgenError
+
+
+@dataclass
+class EvalConfig:
+    seed_bars: int = 8  # bars of each test piece's opening given to the model
+    bars: int = 16  # bars it writes after them, compared with the real next bars
+    ngram_order: int = 5  # the best order on the validation pieces (docs/RESULTS.md)
+    sample_seed: int = 0  # piece i is continued with seed sample_seed + i: fixed, varied
+    pieces: int = 0  # at most this many test pieces (in path order); 0: all
+
+
+STAT_NAMES = {  # key: (label, digits)
+    "notes_per_second": ("notes per second", 2),
+    "pc_js_to_seed": ("pitch-class JS to seed (bits)", 3),
+    "pc_js_to_real": ("pitch-class JS to real next bars", 3),
+    "scale_consistency": ("scale consistency", 3),
+    "polyphony": ("polyphony (notes sounding)", 2),
+    "empty_bar_rate": ("empty-bar rate", 3),
+    "longest_note_s": ("longest note (s)", 2),
+    "train_ngram_share": ("12-note interval n-grams in train", 3),
+    "longest_copied_notes": ("longest run copied from train (notes)", 1),
+}
+
+
+def data_root(config: dict, data: str = "") -> Path:
+    """The corpus to read: --data, else the one the checkpoint was trained on."""
+    root = Path(data or config.get("data_root", ""))
+    if not str(root) or not root.is_dir():
+        raise MusicgenError(f"the corpus folder {str(root) or '(none recorded)'} does not exist; "
+                            "pass --data DIR with the corpus this checkpoint was trained on")
+    return root
+
+
+def split_pieces(pieces: list[Piece], config: dict, name: str) -> list[Piece]:
+    """The pieces the checkpoint's own split put in `name`, in path order."""
+    wanted = config.get("split", {}).get(name)
+    if wanted is None:
+        raise MusicgenError("the checkpoint records no train/val/test split (config.json 'split')")
+    by_path = {p.path: p for p in pieces}
+    missing = [w for w in wanted if w not in by_path]
+    if missing:
+        raise MusicgenError(f"{len(missing)} {name} pieces of the checkpoint are not in the corpus "
+                            f"(first: {missing[0]}); is --data the corpus it was trained on?")
+    return [by_path[w] for w in sorted(wanted)]
+
+
+def with_style(piece: Piece, tokenizer) -> np.ndarray:
+    """The stream the GRU is scored on: the piece's style token, then its tokens."""
+    return np.concatenate([[tokenizer.vocab[tk.style_token(piece.style)]], piece.ids]).astype(np.int64)
+
+
+def token_report(model, tokenizer, train: list[Piece], test: list[Piece], order: int) -> dict:
+    """{name: {nll, ppl, top1, top5, tokens, seconds}} for the GRU and both baselines."""
+    from musicgen.train import split_metrics
+
+    out = {}
+    t0 = time.perf_counter()
+    out["gru"] = split_metrics(model, test, tokenizer, "cpu")
+    out["gru"]["seconds"] = round(time.perf_counter() - t0, 1)
+    fit, scored = [with_style(p, tokenizer) for p in train], [with_style(p, tokenizer) for p in test]
+    V = len(tokenizer.vocab)
+    for name, lm in (("unigram", baselines.Unigram(V)),
+                     (f"{order}-gram", baselines.KneserNey(V, order, tokenizer.pad_token_id))):
+        t0 = time.perf_counter()
+        out[name] = baselines.summary(*baselines.score(lm.fit(fit), scored))
+        out[name]["seconds"] = round(time.perf_counter() - t0, 1)
+        if out[name]["tokens"] != out["gru"]["tokens"]:  # the same stream, or the table lies
+            raise RuntimeError(f"{name} scored {out[name]['tokens']} tokens, the GRU {out['gru']['tokens']}")
+    return out
+
+
+def continuation_report(checkpoint: Path, tokenizer, train: list[Piece], test: list[Piece],
+                        cfg: EvalConfig) -> dict:
+    """Statistics of generated and of real continuations after each test piece's opening."""
+    from musicgen.sample import Generator, SampleConfig, continuation_of
+
+    t0 = time.perf_counter()
+    index = metrics.CopyIndex([metrics.intervals(tk.decode(tokenizer, p.ids)) for p in train])
+    index_s = time.perf_counter() - t0
+    gen = Generator(checkpoint, device="cpu")
+    rows, skipped = [], []
+    t0 = time.perf_counter()
+    for i, piece in enumerate(test):
+        # the piece as the model sees it (decoded tokens), so real and generated share a grid
+        ref = tk.decode(tokenizer, piece.ids)
+        if len(tk.bar_starts(ref)) < cfg.seed_bars + cfg.bars:
+            skipped.append(piece.path)
+            continue
+        cut = int(metrics.bar_bounds(ref, cfg.seed_bars)[-1])
+        seed = ref.clip(0, cut, clip_end=False)
+        style = piece.style if piece.style in gen.styles else tk.ANY_STYLE
+        sample = SampleConfig(bars=cfg.bars, style=style, seed=cfg.sample_seed + i)
+        result = gen.generate(seed, sample)
+        made = continuation_of(result.scores[0], result.split_tick)
+        real = continuation_of(ref, cut)
+        g = metrics.continuation_stats(made, cfg.bars, seed, index)
+        g["pc_js_to_real"] = metrics.js_divergence(metrics.pitch_class_histogram(made, cfg.bars),
+                                                   metrics.pitch_class_histogram(real, cfg.bars))
+        r = metrics.continuation_stats(real, cfg.bars, seed, index)
+        rows.append({"piece": piece.path, "sample_seed": sample.seed, "generated": g, "held_out": r})
+    return {"pieces": len(rows), "skipped_short": skipped, "settings": asdict(SampleConfig(bars=cfg.bars)),
+            "style": "each piece's composer", "stats": {k: {side: band([r[side].get(k) for r in rows])
+                                                          for side in ("generated", "held_out")}
+                                                      for k in STAT_NAMES},
+            "per_piece": rows, "seconds": {"copy_index": round(index_s, 1),
+                                           "generate_and_measure": round(time.perf_counter() - t0, 1)}}
+
+
+def band(values: list) -> dict[str, float]:
+    """Mean and 5th/95th percentiles over pieces, ignoring undefined (nan or missing) values."""
+    v = np.array([x for x in values if x is not None], dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return {"mean": float("nan"), "p5": float("nan"), "p95": float("nan"), "n": 0}
+    p5, p95 = np.percentile(v, [5, 95])
+    return {"mean": float(v.mean()), "p5": float(p5), "p95": float(p95), "n": int(len(v))}
+
+
+def evaluate(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str = "",
+             cfg: EvalConfig | None = None) -> dict:
+    """The whole report as a JSON-ready dict."""
+    cfg = cfg or EvalConfig()
+    checkpoint = Path(checkpoint)
+    model, tokenizer, config = load_checkpoint(checkpoint, "cpu")
+    if model.cfg.arch != "gru":
+        raise MusicgenError("evaluate scores stateful 'gru' checkpoints; this one is "
+                            f"{model.cfg.arch!r} (see musicgen.paper for the windowed BiGRU)")
+    root = data_root(config, data)
+    corpus, _ = load_corpus(root, tokenizer)
+    train, test = split_pieces(corpus.pieces, config, "train"), split_pieces(corpus.pieces, config, "test")
+    if cfg.pieces:
+        test = test[:cfg.pieces]
+    t0 = time.perf_counter()
+    report = {"checkpoint": str(checkpoint), "data_root": str(root), "config": asdict(cfg),
+              "train_pieces": len(train), "test_pieces": [p.path for p in test],
+              "tokens": token_report(model, tokenizer, train, test, cfg.ngram_order),
+              "continuations": continuation_report(checkpoint, tokenizer, train, test, cfg)}
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as plain-text tables."""
+    tok = report["tokens"]
+    n_tokens = tok["gru"]["tokens"]
+    lines = [f"checkpoint {report['checkpoint']}; corpus {report['data_root']}",
+             f"held-out TEST pieces: {len(report['test_pieces'])} ({n_tokens:,} tokens); "
+             f"baselines fitted on {report['train_pieces']} TRAIN pieces", "",
+             f"{'next-token model':<22}{'NLL (nats)':>11}{'ppl':>9}{'top-1':>8}{'top-5':>8}"]
+    for name, row in tok.items():
+        label = {"gru": "GRU (checkpoint)", "unigram": "unigram (add-1)"}.get(name, f"{name} (mod. KN)")
+        lines.append(f"{label:<22}{row['nll']:>11.3f}{row['ppl']:>9.2f}{row['top1']:>8.3f}{row['top5']:>8.3f}")
+    cont, cfg = report["continuations"], report["config"]
+    lines += ["", f"continuations: {cfg['seed_bars']}-bar openings of {cont['pieces']} test pieces -> "
+              f"{cfg['bars']} bars (default sampling, seed = {cfg['sample_seed']} + piece index, "
+              f"style = composer); {len(cont['skipped_short'])} pieces too short",
+              f"{'statistic':<40}{'generated: mean [p5, p95]':>30}{'real next bars: mean [p5, p95]':>34}"]
+    for key, (label, digits) in STAT_NAMES.items():
+        cells = [_cell(cont["stats"][key][side], digits) for side in ("generated", "held_out")]
+        lines.append(f"{label:<40}{cells[0]:>30}{cells[1]:>34}")
+    return "\n".join(lines)
+
+
+def _cell(b: dict, digits: int) -> str:
+    if not b["n"]:
+        return "-"
+    return f"{b['mean']:.{digits}f} [{b['p5']:.{digits}f}, {b['p95']:.{digits}f}]"
+
+
+def _finite(x):
+    """The report with nan as null, so the file is strict JSON."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return None if isinstance(x, float) and x != x else x
+
+
+def main(args) -> int:
+    """CLI entry: evaluate, print the tables, write JSON where asked."""
+    cfg = EvalConfig(pieces=getattr(args, "pieces", 0) or 0)
+    report = evaluate(getattr(args, "checkpoint", DEFAULT_CHECKPOINT), getattr(args, "data", "") or "", cfg)
+    print(format_report(report))
+    if getattr(args, "json", None):
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_finite(report), indent=1))
+        print(f"wrote {path}")
+    return 0

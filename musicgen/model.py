@@ -1,0 +1,97 @@
+"""The generators: a stateful stacked GRU language model, and the seed paper's windowed BiGRU."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0  # set from the tokenizer
+    arch: str = "gru"  # "gru": stateful LM; "bigru": the paper's BiGRU over a token window
+    n_embd: int = 128  # token embedding width
+    n_hidden: int = 384  # GRU width per layer (per direction for bigru)
+    n_layer: int = 2  # stacked GRU layers
+    dropout: float = 0.2  # between GRU layers and before the head, as in the seed paper
+    window: int = 40  # bigru only: tokens read to predict the next one (the paper's 40 notes)
+    pad_id: int = 0  # targets equal to this are ignored by the loss
+
+
+class GRULM(nn.Module):
+    """Embedding -> N GRU layers -> linear head; the hidden state carries the whole past."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.gru = nn.GRU(cfg.n_embd, cfg.n_hidden, cfg.n_layer, batch_first=True,
+                          dropout=cfg.dropout if cfg.n_layer > 1 else 0.0)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.n_hidden, cfg.vocab_size)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                h: torch.Tensor | None = None):
+        """idx (B, T) -> logits (B, T, V), mean loss over non-pad targets or None, h (L, B, H)."""
+        x = self.embed(idx)  # (B, T, E)
+        y, h = self.gru(x, h)  # (B, T, H)
+        logits = self.head(self.drop(y))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
+                                   ignore_index=self.cfg.pad_id)
+        return logits, loss, h
+
+    def step(self, idx: torch.Tensor, h: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token per row: idx (B,) -> logits (B, V), new h. Costs one GRU step, not a re-read."""
+        y, h = self.gru(self.embed(idx)[:, None, :], h)  # (B, 1, H)
+        return self.head(y[:, 0]), h
+
+
+class BiGRUWindow(nn.Module):
+    """The seed paper's model: stacked bidirectional GRU over the last `window` tokens."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.gru = nn.GRU(cfg.n_embd, cfg.n_hidden, cfg.n_layer, batch_first=True,
+                          bidirectional=True, dropout=cfg.dropout if cfg.n_layer > 1 else 0.0)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(2 * cfg.n_hidden, cfg.vocab_size)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, h=None):
+        """idx (B, W) -> logits (B, V) for the token after the window; loss if targets (B,)."""
+        _, h_n = self.gru(self.embed(idx))  # h_n (2L, B, H)
+        last = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # both directions of the top layer
+        logits = self.head(self.drop(last))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float(), targets, ignore_index=self.cfg.pad_id)
+        return logits, loss, None
+
+    def step(self, window: torch.Tensor, h=None) -> tuple[torch.Tensor, None]:
+        """Re-read the whole window (B, W) for every new token: the cost we compare against."""
+        return self.forward(window)[0], None
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The model named by cfg.arch."""
+    if cfg.arch == "gru":
+        return GRULM(cfg)
+    if cfg.arch == "bigru":
+        return BiGRUWindow(cfg)
+    raise ValueError(f"unknown arch {cfg.arch!r}; choose 'gru' or 'bigru'")
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def config_dict(cfg: ModelConfig) -> dict:
+    """JSON-ready model config."""
+    return asdict(cfg)

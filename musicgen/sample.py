@@ -1,0 +1,308 @@
+"""Sampling: prime the GRU's hidden state with a seed, then add one token per step.
+
+Decoding follows REMI's grammar (a mask of the tokens that may come next), so every
+output decodes to valid MIDI with zero token errors at any temperature.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import symusic
+import torch
+
+from musicgen import tokenizer as tk
+from musicgen.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from musicgen.errors import MusicgenError
+
+MAX_SEED_TOKENS = 16384  # about 4,500 notes; longer seeds keep their last bars only
+MAX_TOKENS_PER_BAR = 512  # a bar this dense is forced to end: generation always terminates
+MAX_BARS = 256
+
+
+@dataclass
+class SampleConfig:
+    bars: int = 16  # length of the continuation in bars
+    seed_bars: int = 0  # prime with only the seed's last N bars; 0: the whole seed
+    style: str = "any"  # composer to imitate (see `styles`), or any
+    temperature: float = 1.0  # <1 safer, >1 wilder
+    top_k: int = 0  # sample among the k likeliest tokens; 0: off
+    top_p: float = 0.95  # nucleus sampling: the smallest set with this much probability
+    greedy_mix: float = 0.0  # take the argmax with this probability instead of sampling
+    repetition_penalty: float = 1.0  # >1 discourages pitches played in the last window
+    repetition_window: int = 64  # tokens the repetition penalty looks back over
+    variations: int = 1  # continuations sampled together as one batch
+    seed: int = 0  # random seed: same seed and settings give byte-identical MIDI
+    tempo: float = 0.0  # override the tempo (quarter notes per minute); 0: keep
+
+
+@dataclass
+class Generation:
+    scores: list[symusic.Score]  # seed bars + continuation, one per variation
+    split_tick: int  # where the continuation starts (ticks of scores[i])
+    new_tokens: int
+    seconds: float
+    device: str
+    tokens: list[list[int]]  # seed + new token ids per variation
+    notes: list[str] = field(default_factory=list)  # things the user should know
+
+    def midi_bytes(self, only_continuation: bool = False) -> list[bytes]:
+        """Standard MIDI files, whole or continuation only."""
+        scores = [continuation_of(s, self.split_tick) for s in self.scores] if only_continuation \
+            else self.scores
+        return [tk.to_midi_bytes(s) for s in scores]
+
+    def continuation_seconds(self) -> float:
+        """Length of the first variation's new bars in seconds."""
+        s = self.scores[0]
+        t = tk.tick_to_seconds(s, np.array([self.split_tick, s.end()]))
+        return float(t[1] - t[0])
+
+    def describe(self) -> str:
+        """One line: what was made, how fast, where."""
+        rate = self.new_tokens / max(self.seconds, 1e-9)
+        line = (f"{len(self.scores)} variation(s), ~{self.continuation_seconds():.1f} s of new music; "
+                f"{self.new_tokens} tokens in {self.seconds:.2f} s ({rate:,.0f} tok/s) on {self.device}")
+        return "; ".join([line] + self.notes)
+
+
+class Grammar:
+    """Which token may follow: REMI's type order, rising positions, no pitch twice at a time."""
+
+    NEXT = {"Style": {"Bar"}, "Bar": {"TimeSig"}, "TimeSig": {"Position", "Bar"},
+            "Position": {"Tempo", "Pitch"}, "Tempo": {"Pitch", "Position", "Bar"},
+            "Pitch": {"Velocity"}, "Velocity": {"Duration"}, "Duration": {"Pitch", "Position", "Bar"}}
+
+    def __init__(self, tokenizer):
+        vocab = tokenizer.vocab
+        n = len(vocab)
+        self.types = [""] * n
+        for token, i in vocab.items():
+            self.types[i] = token.split("_", 1)[0]
+        self.type_mask = {t: np.array([x == t for x in self.types]) for t in set(self.types)}
+        self.allowed = {t: np.logical_or.reduce([self.type_mask.get(x, np.zeros(n, bool)) for x in nxt])
+                        for t, nxt in self.NEXT.items()}
+        self.bar_id = vocab["Bar_None"]
+        self.bar_only = self.type_mask["Bar"].copy()
+        pos = sorted((int(t.split("_")[1]), i) for t, i in vocab.items() if t.startswith("Position_"))
+        self.pos_ids = np.array([i for _, i in pos])  # index = position value
+        self.value = np.zeros(n, dtype=np.int64)
+        for t, i in vocab.items():
+            if t.startswith(("Position_", "Pitch_")):
+                self.value[i] = int(t.split("_")[1])
+        self.bar_len = {i: int(t[8:].split("/")[0]) * tk.POSITIONS_PER_BEAT
+                        for t, i in vocab.items() if t.startswith("TimeSig_")}
+
+
+class RowState:
+    """Where one sequence stands in the grammar."""
+
+    def __init__(self):
+        self.prev = "Style"
+        self.pos, self.bar_len, self.ts_id = -1, 4 * tk.POSITIONS_PER_BEAT, None
+        self.pitches: set[int] = set()
+        self.bars, self.in_bar = 0, 0
+
+    def update(self, g: Grammar, tok: int) -> None:
+        kind = g.types[tok]
+        if kind == "Bar":
+            self.bars, self.pos, self.in_bar = self.bars + 1, -1, 0
+            self.pitches = set()
+        elif kind == "TimeSig":
+            self.ts_id, self.bar_len = tok, g.bar_len[tok]
+        elif kind == "Position":
+            self.pos, self.pitches = int(g.value[tok]), set()
+        elif kind == "Pitch":
+            self.pitches.add(tok)
+        if kind in Grammar.NEXT:
+            self.prev = kind
+        self.in_bar += 1
+
+    def mask(self, g: Grammar) -> np.ndarray:
+        if self.in_bar > MAX_TOKENS_PER_BAR and self.prev in ("Duration", "TimeSig", "Tempo"):
+            return g.bar_only
+        m = g.allowed[self.prev].copy()
+        if self.prev == "Bar" and self.ts_id is not None:  # keep the meter once it is set
+            m[:] = False
+            m[self.ts_id] = True
+        m[g.pos_ids[:self.pos + 1]] = False
+        m[g.pos_ids[self.bar_len:]] = False
+        if self.pitches:
+            m[list(self.pitches)] = False
+        return m
+
+
+class Generator:
+    """A loaded checkpoint that composes."""
+
+    def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT, device: str | None = None):
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, self.tokenizer, self.config = load_checkpoint(checkpoint, self.device)
+        if self.model.cfg.arch != "gru":
+            raise MusicgenError("only a stateful 'gru' checkpoint can generate here")
+        self.grammar = Grammar(self.tokenizer)
+        self.styles = tk.styles_of(self.tokenizer)
+
+    def seed_tokens(self, seed, seed_bars: int = 0) -> tuple[list[int], list[str]]:
+        """Token ids of a seed (path, bytes or Score), trimmed to its last bars where asked."""
+        notes = []
+        score = seed if isinstance(seed, symusic.Score) else tk.read_midi(seed)
+        score = tk.prepare(score)
+        if score.note_num() == 0:
+            raise MusicgenError("the seed has no playable piano notes (drum tracks are ignored); "
+                                "leave the seed empty to compose from scratch")
+        starts = tk.bar_starts(score)
+        if seed_bars and len(starts) > seed_bars:
+            score = clip_from(score, int(starts[-seed_bars]))
+        ids = tk.encode(self.tokenizer, score)
+        if len(ids) > MAX_SEED_TOKENS:
+            bars = [i for i, t in enumerate(ids) if t == self.grammar.bar_id]
+            cut = next((b for b in bars if len(ids) - b <= MAX_SEED_TOKENS), bars[-1])
+            notes.append(f"the seed was long: only its last {sum(1 for b in bars if b >= cut)} "
+                         f"bars primed the model")
+            ids = ids[cut:]
+        return ids, notes
+
+    @torch.no_grad()
+    def generate(self, seed=None, cfg: SampleConfig | None = None) -> Generation:
+        """Continue `seed` (None: from scratch) by cfg.bars bars, cfg.variations times."""
+        cfg = cfg or SampleConfig()
+        check_config(cfg, self.styles)
+        t0 = time.perf_counter()
+        seed_ids, notes = self.seed_tokens(seed, cfg.seed_bars) if seed is not None else ([], [])
+        prime = [self.tokenizer.vocab[tk.style_token(cfg.style)]] + seed_ids
+        rows = [RowState() for _ in range(cfg.variations)]
+        for t in prime[1:]:
+            rows[0].update(self.grammar, t)
+        for r in rows[1:]:
+            r.__dict__.update({k: (set(v) if isinstance(v, set) else v) for k, v in rows[0].__dict__.items()})
+        n_seed_bars = rows[0].bars
+        new = self._sample(prime, rows, cfg, n_seed_bars)
+        tokens = [seed_ids + row for row in new]
+        scores = [tk.decode(self.tokenizer, ids) for ids in tokens]
+        starts = tk.bar_starts(scores[0], scores[0].end() + 1)
+        split = int(starts[min(n_seed_bars, len(starts) - 1)]) if n_seed_bars else 0
+        if cfg.tempo:
+            for s in scores:
+                s.tempos = [symusic.Tempo(0, float(cfg.tempo))]
+        if seed is None:
+            notes.append(f"composed from scratch in the style: {cfg.style}")
+        return Generation(scores, split, sum(len(r) for r in new), time.perf_counter() - t0,
+                          self.device, tokens, notes)
+
+    def _sample(self, prime: list[int], rows: list[RowState], cfg: SampleConfig,
+                start_bars: int) -> list[list[int]]:
+        g, B = self.grammar, len(rows)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        x = torch.tensor([prime], device=self.device)
+        logits, _, h = self.model(x)
+        logits = logits[:, -1].float().cpu().expand(B, -1)
+        h = h.repeat(1, B, 1)
+        out: list[list[int]] = [[] for _ in range(B)]
+        done = [False] * B
+        first = True
+        pad = self.tokenizer.pad_token_id
+        limit = cfg.bars * MAX_TOKENS_PER_BAR + cfg.bars
+        for _ in range(limit):
+            masks = np.stack([g.bar_only if first else r.mask(g) for r in rows])
+            first = False
+            nxt = pick(logits, torch.from_numpy(masks), cfg, gen, out)
+            feed = []
+            for b, tok in enumerate(nxt.tolist()):
+                if done[b]:
+                    feed.append(pad)
+                    continue
+                if tok == g.bar_id and rows[b].bars - start_bars >= cfg.bars:
+                    done[b] = True
+                    feed.append(pad)
+                    continue
+                rows[b].update(g, tok)
+                out[b].append(tok)
+                feed.append(tok)
+            if all(done):
+                break
+            step_logits, h = self.model.step(torch.tensor(feed, device=self.device), h)
+            logits = step_logits.float().cpu()
+        return out
+
+
+def pick(logits: torch.Tensor, mask: torch.Tensor, cfg: SampleConfig, gen: torch.Generator,
+         history: list[list[int]]) -> torch.Tensor:
+    """Next token per row (B,) from logits (B, V) under the grammar mask and the sampling knobs."""
+    logits = logits.masked_fill(~mask, float("-inf"))
+    if cfg.repetition_penalty != 1.0:
+        for b, past in enumerate(history):
+            recent = torch.tensor(past[-cfg.repetition_window:], dtype=torch.long)
+            if len(recent):
+                row = logits[b]
+                seen = row[recent]
+                row[recent] = torch.where(seen > 0, seen / cfg.repetition_penalty,
+                                          seen * cfg.repetition_penalty)
+    greedy = logits.argmax(-1)
+    if cfg.temperature <= 0:
+        return greedy
+    logits = logits / cfg.temperature
+    if cfg.top_k > 0:
+        kth = logits.topk(min(cfg.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if cfg.top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) > cfg.top_p  # keep the token that crosses p
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+    probs = logits.softmax(-1)
+    sampled = torch.multinomial(probs, 1, generator=gen)[:, 0]
+    if cfg.greedy_mix > 0:
+        coin = torch.rand(len(sampled), generator=gen) < cfg.greedy_mix
+        sampled = torch.where(coin, greedy, sampled)
+    return sampled
+
+
+def check_config(cfg: SampleConfig, styles: list[str]) -> None:
+    """Reject settings that cannot work, with a message saying what can."""
+    if cfg.style not in styles:
+        raise MusicgenError(f"unknown style {cfg.style!r}; choose one of: {', '.join(styles)}")
+    if not 1 <= cfg.bars <= MAX_BARS:
+        raise MusicgenError(f"bars must be between 1 and {MAX_BARS}")
+    if not 1 <= cfg.variations <= 64:
+        raise MusicgenError("variations must be between 1 and 64")
+    if not 0 < cfg.top_p <= 1 or cfg.top_k < 0 or not 0 <= cfg.greedy_mix <= 1:
+        raise MusicgenError("top-p must be in (0, 1], top-k >= 0, greedy mix in [0, 1]")
+    if cfg.temperature < 0 or cfg.temperature > 10:
+        raise MusicgenError("temperature must be between 0 and 10")
+    if cfg.tempo and not 20 <= cfg.tempo <= 400:
+        raise MusicgenError("tempo must be between 20 and 400 quarter notes per minute")
+    if cfg.seed_bars < 0 or cfg.repetition_penalty <= 0:
+        raise MusicgenError("seed bars must be >= 0 and the repetition penalty > 0")
+
+
+def clip_from(score: symusic.Score, tick: int) -> symusic.Score:
+    """The score from `tick` on, moved to start at 0, keeping the tempo and meter in force."""
+    out = score.clip(tick, score.end() + 1, clip_end=False).shift_time(-tick)
+    tempo = [t for t in score.tempos if t.time <= tick]
+    if tempo and (not out.tempos or out.tempos[0].time > 0):
+        out.tempos.insert(0, symusic.Tempo(0, tempo[-1].qpm))
+    sig = [s for s in score.time_signatures if s.time <= tick]
+    if sig and (not out.time_signatures or out.time_signatures[0].time > 0):
+        out.time_signatures.insert(0, symusic.TimeSignature(0, sig[-1].numerator, sig[-1].denominator))
+    return out
+
+
+def continuation_of(score: symusic.Score, split_tick: int) -> symusic.Score:
+    """Only the generated bars of a full output."""
+    return clip_from(score, split_tick) if split_tick else score
+
+
+def output_paths(out: Path, n: int) -> list[Path]:
+    """OUT.mid, OUT-2.mid, ... for n variations."""
+    return [out] + [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(2, n + 1)]
+
+
+@functools.lru_cache(maxsize=4)
+def load_generator(checkpoint: str | Path = DEFAULT_CHECKPOINT, device: str | None = None) -> Generator:
+    """A Generator per checkpoint, loaded once."""
+    return Generator(checkpoint, device)

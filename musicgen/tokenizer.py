@@ -1,0 +1,198 @@
+"""MIDI <-> tokens: MidiTok's REMI over one merged piano stream, opened by a style token.
+
+A piece becomes `Style_<composer> Bar TimeSig Position [Tempo] Pitch Velocity Duration ...`.
+MidiTok (symusic backend) does the encoding; this module does the piano-specific glue:
+merging hands, dropping drums, folding out-of-range notes, one tempo per bar, style tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import symusic
+from miditok import REMI, TokenizerConfig
+
+from musicgen.errors import MusicgenError
+
+PITCH_RANGE = (21, 109)  # the 88 keys A0..C8; notes outside are folded into range by octaves
+BEAT_RES = {(0, 4): 8, (4, 12): 4}  # 32nd-note grid inside a beat, coarser for long notes
+NUM_VELOCITIES = 16  # enough dynamic shades for a piano; fewer tokens to learn than 32
+NUM_TEMPOS = 32
+TEMPO_RANGE = (40, 250)
+POSITIONS_PER_BEAT = 8  # REMI positions per time-signature beat (max of BEAT_RES)
+ANY_STYLE = "any"
+PREPARE_VERSION = "1"  # bump when prepare() changes, so cached corpora are rebuilt
+MAX_MIDI_BYTES = 4_000_000  # larger files are not piano pieces a user means to continue
+
+
+def style_token(style: str) -> str:
+    """The token that opens a sequence of this style (composer) or of any style."""
+    return f"Style_{style}"
+
+
+def make_tokenizer(styles: list[str]) -> REMI:
+    """A fresh REMI tokenizer whose vocabulary holds one style token per composer."""
+    names = sorted({s for s in styles if s != ANY_STYLE})
+    config = TokenizerConfig(
+        pitch_range=PITCH_RANGE,
+        beat_res=BEAT_RES,
+        num_velocities=NUM_VELOCITIES,
+        use_tempos=True,
+        num_tempos=NUM_TEMPOS,
+        tempo_range=TEMPO_RANGE,
+        log_tempos=True,  # rubato is relative: equal ratios deserve equal steps
+        delete_equal_successive_tempo_changes=True,
+        use_time_signatures=True,
+        use_programs=False,
+        special_tokens=["PAD", style_token(ANY_STYLE)] + [style_token(s) for s in names],
+    )
+    return REMI(config)
+
+
+def load_tokenizer(path: str | Path) -> REMI:
+    """The tokenizer saved beside a checkpoint (tokenizer.json)."""
+    return REMI(params=Path(path))
+
+
+def styles_of(tokenizer: REMI) -> list[str]:
+    """The styles a tokenizer can be steered to, 'any' first."""
+    names = [t.split("_", 1)[1] for t in tokenizer.vocab if t.startswith("Style_")]
+    return [ANY_STYLE] + sorted(n for n in names if n != ANY_STYLE)
+
+
+def read_midi(source: str | Path | bytes) -> symusic.Score:
+    """Parse a MIDI file or its bytes; anything unreadable raises MusicgenError."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise MusicgenError(f"no such file: {path}")
+        if path.stat().st_size > MAX_MIDI_BYTES:
+            raise MusicgenError(f"{path.name} is larger than {MAX_MIDI_BYTES // 1_000_000} MB")
+        data = path.read_bytes()
+    else:
+        data = bytes(source)
+    if len(data) > MAX_MIDI_BYTES:
+        raise MusicgenError(f"the MIDI file is larger than {MAX_MIDI_BYTES // 1_000_000} MB")
+    if data[:4] != b"MThd":
+        raise MusicgenError("not a MIDI file (it does not start with 'MThd')")
+    # symusic parses from a path; a private temp file keeps uploads out of the working tree
+    fd, tmp = tempfile.mkstemp(suffix=".mid")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return symusic.Score(tmp)
+    except Exception as e:  # symusic raises plain RuntimeError/ValueError on corrupt files
+        raise MusicgenError(f"corrupt MIDI file: {e}") from None
+    finally:
+        os.unlink(tmp)
+
+
+def fold_pitch(pitch: int) -> int:
+    """Move a pitch by octaves into the piano's range."""
+    lo, hi = PITCH_RANGE
+    while pitch < lo:
+        pitch += 12
+    while pitch >= hi:
+        pitch -= 12
+    return pitch
+
+
+def tick_to_seconds(score: symusic.Score, ticks: np.ndarray) -> np.ndarray:
+    """Seconds at each tick under the score's tempo map."""
+    tempos = sorted(((t.time, t.mspq) for t in score.tempos), key=lambda x: x[0])
+    if not tempos or tempos[0][0] > 0:
+        tempos.insert(0, (0, 500_000))  # MIDI's default 120 qpm until the first tempo event
+    starts = np.array([t for t, _ in tempos], dtype=np.float64)
+    sec_per_tick = np.array([m for _, m in tempos], dtype=np.float64) / 1e6 / score.tpq
+    offsets = np.concatenate([[0.0], np.cumsum(np.diff(starts) * sec_per_tick[:-1])])
+    ticks = np.asarray(ticks, dtype=np.float64)
+    i = np.searchsorted(starts, ticks, side="right") - 1
+    return offsets[i] + (ticks - starts[i]) * sec_per_tick[i]
+
+
+def bar_starts(score: symusic.Score, end_tick: int | None = None) -> np.ndarray:
+    """Tick of every bar start up to end_tick (default: the score's end), following meter changes."""
+    end = score.end() if end_tick is None else end_tick
+    sigs = sorted(((ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures))
+    if not sigs or sigs[0][0] > 0:
+        sigs.insert(0, (0, 4, 4))
+    starts, t = [], 0
+    for i, (time, num, den) in enumerate(sigs):
+        t = max(t, time)
+        next_change = sigs[i + 1][0] if i + 1 < len(sigs) else end + 1
+        bar = max(1, num * score.tpq * 4 // den)
+        while t < next_change and (t < end or not starts):
+            starts.append(t)
+            t += bar
+    return np.array(starts or [0], dtype=np.int64)
+
+
+def prepare(score: symusic.Score) -> symusic.Score:
+    """One piano track: hands merged, drums dropped, pitches folded, one tempo per bar."""
+    out = symusic.Score(score.tpq)
+    out.time_signatures = score.time_signatures
+    track = symusic.Track(name="Piano", program=0)
+    for t in score.tracks:
+        if t.is_drum:
+            continue
+        for n in t.notes:
+            if n.duration > 0:
+                track.notes.append(symusic.Note(n.time, n.duration, fold_pitch(n.pitch), n.velocity))
+    track.notes.sort()
+    out.tracks.append(track)
+    if not track.notes:
+        return out
+    # The corpus carries expression as a tempo change every few beats; one tempo per bar
+    # (the bar's true average) keeps each bar's length in seconds for a fraction of the tokens.
+    starts = bar_starts(score, track.end())
+    bounds = np.append(starts, starts[-1] + (starts[-1] - starts[-2] if len(starts) > 1 else score.tpq * 4))
+    secs = tick_to_seconds(score, bounds)
+    for i, tick in enumerate(starts):
+        quarters = (bounds[i + 1] - tick) / score.tpq
+        qpm = 60.0 * quarters / max(secs[i + 1] - secs[i], 1e-6)
+        out.tempos.append(symusic.Tempo(int(tick), float(np.clip(qpm, *TEMPO_RANGE))))
+    return out
+
+
+def encode(tokenizer: REMI, score: symusic.Score, style: str | None = None) -> list[int]:
+    """Token ids of a prepared score, opened by its style token when a style is given."""
+    ids = []
+    if style is not None:
+        ids.append(tokenizer.vocab[style_token(style)])
+    if score.note_num() > 0:
+        seqs = tokenizer(score)
+        seq = seqs[0] if isinstance(seqs, list) else seqs
+        ids.extend(seq.ids)
+    return ids
+
+
+def decode(tokenizer: REMI, ids: list[int] | np.ndarray) -> symusic.Score:
+    """A one-track piano Score from token ids; special tokens are ignored."""
+    special = set(tokenizer.special_tokens_ids)
+    body = [int(i) for i in ids if int(i) not in special]
+    score = tokenizer.decode([body]) if body else symusic.Score(tokenizer.time_division)
+    if not score.tracks:
+        score.tracks.append(symusic.Track(name="Piano", program=0))
+    score.tracks[0].name = "Piano"
+    return score
+
+
+def to_midi_bytes(score: symusic.Score) -> bytes:
+    """Standard MIDI file bytes of a Score."""
+    fd, tmp = tempfile.mkstemp(suffix=".mid")
+    os.close(fd)
+    try:
+        score.dump_midi(tmp)
+        return Path(tmp).read_bytes()
+    finally:
+        os.unlink(tmp)
+
+
+def midi_summary(score: symusic.Score) -> str:
+    """One line a user can read: notes, bars, seconds."""
+    secs = float(tick_to_seconds(score, np.array([score.end()]))[0])
+    return f"{score.note_num()} notes, {len(bar_starts(score))} bars, {secs:.1f} s"
+

@@ -1,0 +1,173 @@
+"""The web app through its API: `python app.py` launched on a free port, driven by gradio_client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import symusic
+from conftest import make_score, write_score
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from musicgen.tokenizer import MAX_MIDI_BYTES, to_midi_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = sorted((ROOT / "assets" / "examples").glob("*.mid"))[0]
+QUICK = {"bars": 2, "variations": 1, "api_name": "/generate"}  # small, so each request takes seconds
+SCRATCH = {**QUICK, "bars": 4, "random_seed": False}  # 2 bars from nothing can come out silent
+N_SLOTS = 4  # variation slots in the app; each has (audio, roll, sheet, downloads)
+
+
+@contextmanager
+def launched_app(timeout_s: float = 120):
+    """Run `python app.py` on a free localhost port; yield its URL; stop it afterwards."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited early:\n{proc.stdout.read()}")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"app.py did not answer on {url} within {timeout_s} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def client():
+    with launched_app() as url:
+        yield Client(url, verbose=False)
+
+
+def midi_downloads(result) -> list[Path]:
+    """The MIDI files among the variation download lists of a /generate result."""
+    seed_used, status = result[:2]
+    assert isinstance(seed_used, (int, float)) and status.startswith("✅")
+    slots = result[2:]
+    assert len(slots) == 4 * N_SLOTS
+    files = [f for i in range(N_SLOTS) for f in (slots[4 * i + 3] or [])]
+    return [Path(f) for f in files if str(f).endswith(".mid")]
+
+
+def assert_good(result, variations: int = 1) -> symusic.Score:
+    """Every variation asked for came back with audio, roll, sheet and a MIDI with notes."""
+    slots = result[2:]
+    for i in range(N_SLOTS):
+        audio, roll, sheet, files = slots[4 * i: 4 * i + 4]
+        if i < variations:
+            assert Path(audio).suffix == ".mp3" and Path(audio).stat().st_size > 1000
+            assert Path(roll).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert "<svg" in sheet
+            assert sorted(Path(f).suffix for f in files) == [".mid", ".musicxml", ".wav"]
+        else:
+            assert audio is None and roll is None and not sheet and not files
+    mids = midi_downloads(result)
+    assert len(mids) == variations
+    score = symusic.Score(str(mids[0]))
+    assert score.note_num() > 0
+    return score
+
+
+def test_continues_an_uploaded_example_seed(client):
+    result = client.predict(handle_file(EXAMPLE), random_seed=False, seed=7, **QUICK)
+    score = assert_good(result)
+    seed = symusic.Score(str(EXAMPLE))
+    assert score.end() / score.tpq > seed.end() / seed.tpq  # the seed plus new bars
+    assert "random seed 7" in result[1] and result[0] == 7
+
+
+def test_composes_from_scratch_in_a_style_with_several_variations(client):
+    result = client.predict(None, style="bach", **{**SCRATCH, "variations": 2})
+    assert_good(result, variations=2)
+    assert "from scratch" in result[1] and "bach" in result[1]
+
+
+def test_random_seed_is_reported_and_reproduces_the_same_midi(client):
+    first = client.predict(handle_file(EXAMPLE), **QUICK)  # random seed on by default
+    used = int(first[0])
+    again = client.predict(handle_file(EXAMPLE), random_seed=False, seed=used, **QUICK)
+    assert midi_downloads(first)[0].read_bytes() == midi_downloads(again)[0].read_bytes()
+
+
+def drums_only() -> bytes:
+    return to_midi_bytes(make_score([(i * 0.5, 0.25, 36 + i % 3, 100) for i in range(16)], drum=True))
+
+
+BAD_SEEDS = {  # id -> (file name, its bytes, words the error must contain)
+    "text-renamed-mid": ("notes.mid", lambda: b"just some text\n", "not a MIDI file"),
+    "truncated-midi": ("cut.mid", lambda: EXAMPLE.read_bytes()[:200], "corrupt MIDI"),
+    "empty-file": ("empty.mid", lambda: b"", "not a MIDI file"),
+    "drums-only": ("drums.mid", drums_only, "no playable piano notes"),
+    "over-the-cap": ("huge.mid", lambda: b"MThd" + bytes(MAX_MIDI_BYTES + 500_000), "larger than 4 MB"),
+    "wrong-extension": ("seed.txt", EXAMPLE.read_bytes, "Invalid file type"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SEEDS))
+def test_bad_seed_gets_a_clear_error_and_the_app_keeps_serving(client, tmp_path, case):
+    name, make, words = BAD_SEEDS[case]
+    (tmp_path / name).write_bytes(make())
+    with pytest.raises(AppError, match=f"(?i){words}"):
+        client.predict(handle_file(tmp_path / name), **QUICK)
+    assert_good(client.predict(handle_file(EXAMPLE), **QUICK))
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"tempo": 5000}, "tempo must be between"),
+    ({"style": "nobody"}, "Value: nobody is not in the list of choices"),
+    ({"bars": 100000}, "greater than maximum"),
+    ({"soundfont": "nope"}, "not in the list of choices"),
+], ids=["absurd-tempo", "unknown-style", "absurd-bars", "unknown-soundfont"])
+def test_bad_settings_get_a_clear_error_and_the_app_keeps_serving(client, settings, words):
+    with pytest.raises(AppError, match=f"(?i){words}"):
+        client.predict(handle_file(EXAMPLE), **{**QUICK, **settings})
+    assert_good(client.predict(None, **SCRATCH))
+
+
+def test_seed_with_an_absurd_tempo_is_clamped_and_composes(client, tmp_path):
+    seed = make_score([(i, 1, 60 + i % 12, 80) for i in range(8)], tempos=((0, 100000.0),))
+    result = client.predict(handle_file(write_score(seed, tmp_path / "fast.mid")), **QUICK)
+    assert_good(result)
+
+
+def test_upload_far_over_the_cap_is_refused(client, tmp_path):
+    path = tmp_path / "giant.mid"
+    path.write_bytes(b"MThd" + bytes(2 * MAX_MIDI_BYTES + 10))
+    with pytest.raises(Exception, match="(?i)size|large|413"):
+        client.predict(handle_file(path), **QUICK)
+    assert_good(client.predict(handle_file(EXAMPLE), **QUICK))
+
+
+def test_eight_concurrent_requests_all_get_results(client):
+    jobs = [client.submit(handle_file(EXAMPLE), seed=i, **{**QUICK, "random_seed": False}) if i % 2
+            else client.submit(None, seed=i, **SCRATCH) for i in range(8)]
+    results = [job.result(timeout=240) for job in jobs]
+    for i, result in enumerate(results):
+        assert_good(result)
+        assert result[0] == i

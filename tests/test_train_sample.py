@@ -1,0 +1,160 @@
+"""Training learns, checkpoints round-trip, sampling is reproducible and always grammatical."""
+
+import csv
+import json
+
+import pytest
+import symusic
+from conftest import make_score, tiny_piece, write_score
+from miditok import TokSequence
+
+from musicgen import tokenizer as tk
+from musicgen.data import assign_splits, find_midi_files, load_corpus
+from musicgen.errors import MusicgenError
+from musicgen.sample import Generator, SampleConfig
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_run):
+    return Generator(tiny_run / "best", device="cpu")
+
+
+def test_loss_falls_clearly_within_a_few_hundred_steps(tiny_run):
+    rows = list(csv.DictReader(open(tiny_run / "loss.csv")))
+    assert len(rows) == 3
+    first, last = float(rows[0]["train_loss"]), float(rows[-1]["train_loss"])
+    assert last < 0.5 * first
+    assert float(rows[-1]["val_loss"]) < 1.0  # the tiny pieces are nearly deterministic
+    assert (tiny_run / "loss.png").stat().st_size > 1000
+
+
+def test_run_writes_split_and_self_describing_checkpoint(tiny_run):
+    split = json.loads((tiny_run / "split.json").read_text())
+    assert sum(len(v) for v in split.values()) == 16
+    assert len(split["test"]) == 2 and len(split["val"]) == 2  # one per composer each
+    config = json.loads((tiny_run / "best" / "config.json").read_text())
+    assert config["model"]["arch"] == "gru" and config["split"] == split
+    assert sorted((tiny_run / "best").iterdir())[0].name == "config.json"
+    assert not list(tiny_run.rglob("*.pt")) and not list(tiny_run.rglob("*.pkl"))
+
+
+def test_saved_and_loaded_checkpoint_generates_identically(tiny_run, gen):
+    again = Generator(tiny_run / "best", device="cpu")
+    cfg = SampleConfig(bars=4, seed=5, style="alpha")
+    assert gen.generate(None, cfg).midi_bytes() == again.generate(None, cfg).midi_bytes()
+
+
+def test_same_seed_gives_byte_identical_midi(gen, tmp_path):
+    seed = write_score(tiny_piece(), tmp_path / "seed.mid")
+    cfg = SampleConfig(bars=4, seed=11, variations=2, temperature=1.3)
+    a, b = gen.generate(seed, cfg), gen.generate(seed, cfg)
+    assert a.midi_bytes() == b.midi_bytes()
+    assert gen.generate(seed, SampleConfig(bars=4, seed=12, variations=2, temperature=1.3)).midi_bytes() \
+        != a.midi_bytes()
+
+
+def token_errors(gen, ids) -> float:
+    body = [i for i in ids if i not in set(gen.tokenizer.special_tokens_ids)]
+    return gen.tokenizer.tokens_errors(TokSequence(ids=body))
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=2.0, top_p=1.0), dict(top_k=1),
+                                      dict(temperature=1.5, greedy_mix=0.5, repetition_penalty=1.3)])
+def test_output_is_grammatical_and_decodes_to_valid_midi(gen, settings):
+    result = gen.generate(None, SampleConfig(bars=6, seed=3, variations=3, style="beta", **settings))
+    for ids, data in zip(result.tokens, result.midi_bytes()):
+        assert token_errors(gen, ids) == 0
+        assert sum(1 for i in ids if i == gen.grammar.bar_id) == 6
+        assert data[:4] == b"MThd"
+        assert len(tk.read_midi(data).tracks[0].notes) > 0
+
+
+def test_variations_differ_from_each_other(gen):
+    result = gen.generate(None, SampleConfig(bars=4, seed=1, variations=3, temperature=1.5, top_p=1.0))
+    midis = result.midi_bytes()
+    assert len(set(midis)) == 3
+
+
+def test_continuation_follows_the_seed_and_can_be_cut_out(gen, tmp_path):
+    seed = write_score(tiny_piece(bars=3), tmp_path / "seed.mid")
+    result = gen.generate(seed, SampleConfig(bars=2, seed=0))
+    full = tk.read_midi(result.midi_bytes()[0])
+    only = tk.read_midi(result.midi_bytes(only_continuation=True)[0])
+    assert result.split_tick == 3 * 4 * full.tpq  # three 4/4 bars of seed
+    seed_notes = [n for n in full.tracks[0].notes if n.time < result.split_tick]
+    assert len(seed_notes) == 3 * 11
+    assert only.note_num() == full.note_num() - len(seed_notes)
+
+
+def test_seed_bars_keeps_only_the_last_bars(gen, tmp_path):
+    seed = write_score(tiny_piece(bars=8), tmp_path / "seed.mid")
+    result = gen.generate(seed, SampleConfig(bars=1, seed_bars=2))
+    assert result.split_tick == 2 * 4 * result.scores[0].tpq
+
+
+@pytest.mark.parametrize("score", [
+    make_score([(q, 1, 60 + q % 5, 70) for q in range(12)], time_sig=(6, 8), tempos=((0, 80.0), (3, 100.0))),
+    make_score([(0, 3, 60, 70), (1, 3, 60, 90), (1, 1, 64, 60), (0.25, 8, 67, 50)]),  # overlaps
+], ids=["six_eight_tempo_changes", "overlapping_notes"])
+def test_unusual_seeds_work(gen, score, tmp_path):
+    seed = write_score(score, tmp_path / "odd.mid")
+    result = gen.generate(seed, SampleConfig(bars=2, seed=4))
+    assert token_errors(gen, result.tokens[0]) == 0
+    sigs = {(s.numerator, s.denominator) for s in result.scores[0].time_signatures}
+    assert sigs == {(score.time_signatures[0].numerator, score.time_signatures[0].denominator)}
+
+
+def test_type0_file_with_running_status_is_read(gen, tmp_path):
+    # format 0, one track, running status: note-ons after the first omit the status byte
+    events = bytes([0x00, 0x90, 60, 80, 0x00, 64, 80, 0x83, 0x60, 60, 0, 0x00, 64, 0,
+                    0x00, 0xFF, 0x2F, 0x00])
+    data = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big") \
+        + (480).to_bytes(2, "big") + b"MTrk" + len(events).to_bytes(4, "big") + events
+    path = tmp_path / "type0.mid"
+    path.write_bytes(data)
+    assert tk.read_midi(path).note_num() == 2
+    assert gen.generate(path, SampleConfig(bars=1)).scores[0].note_num() >= 2
+
+
+def test_seed_without_playable_notes_is_a_clear_error(gen, tmp_path):
+    drums = make_score([(q, 0.5, 38, 100) for q in range(8)], drum=True)
+    with pytest.raises(MusicgenError, match="no playable piano notes"):
+        gen.generate(write_score(drums, tmp_path / "drums.mid"), SampleConfig(bars=1))
+
+
+def test_bad_settings_are_clear_errors(gen):
+    with pytest.raises(MusicgenError, match="unknown style"):
+        gen.generate(None, SampleConfig(style="nobody"))
+    with pytest.raises(MusicgenError, match="bars"):
+        gen.generate(None, SampleConfig(bars=0))
+
+
+def test_corrupt_files_are_skipped_and_reported(tmp_path):
+    root = tmp_path / "messy"
+    for i in range(3):
+        write_score(tiny_piece(shift=i), root / "gamma" / f"good{i}.mid")
+    write_score(tiny_piece(), root / "gamma" / "UPPER.MID")
+    (root / "gamma" / "text.mid").write_text("not a midi file")
+    (root / "gamma" / "empty.midi").write_bytes(b"")
+    (root / "gamma" / "cut.mid").write_bytes((root / "gamma" / "good0.mid").read_bytes()[:30])
+    write_score(make_score([(0, 1, 38, 90)], drum=True), root / "gamma" / "drums.mid")
+    assert len(find_midi_files(root)) == 8
+    corpus, _ = load_corpus(root)
+    assert sorted(p.path for p in corpus.pieces) == ["gamma/UPPER.MID"] + [f"gamma/good{i}.mid" for i in range(3)]
+    assert sorted(b[0] for b in corpus.bad) == ["gamma/cut.mid", "gamma/drums.mid", "gamma/empty.midi",
+                                                "gamma/text.mid"]
+
+
+def test_split_is_deterministic_piece_level_and_stratified():
+    paths = [f"{c}/p{i}.mid" for c in ("a", "b") for i in range(10)]
+    first, again = assign_splits(paths), assign_splits(list(reversed(paths)))
+    assert first == again
+    for c in ("a", "b"):
+        kinds = [first[p] for p in paths if p.startswith(c)]
+        assert kinds.count("test") == 1 and kinds.count("val") == 1
+
+
+def test_untrained_style_dropout_keeps_any_style_working(gen):
+    assert gen.styles[0] == "any"
+    assert gen.generate(None, SampleConfig(bars=2, style="any")).scores[0].note_num() > 0
+    assert isinstance(gen.generate(None, SampleConfig(bars=2)).scores[0], symusic.Score)
