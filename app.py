@@ -24,7 +24,7 @@ try:  # ZeroGPU Spaces lend a GPU per call; elsewhere the same file runs as is (
 except ImportError:
     spaces = None
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 EXAMPLES = sorted((Path(__file__).resolve().parent / "assets" / "examples").glob("*.mid"))
 SOUNDFONTS = list_soundfonts()
 N = logic.MAX_VARIATIONS
@@ -76,11 +76,11 @@ def run(seed_midi, style, seed_bars, bars, variations, temperature, top_k, top_p
     gen = compose(score, cfg)
     progress(0.3, desc="Rendering audio, sheet music and piano roll")
     stem = logic.output_stem(seed_midi, style)
-    title = f"{stem} (continued)" if score is not None else f"From scratch ({style})"
+    title = f"{stem}, continued" if score is not None else f"From scratch, style: {style}"
     made = logic.render_variations(gen.scores, gen.split_tick, logic.new_request_dir(), stem, title,
                                    SOUNDFONTS.get(soundfont), progress)
     empty = [str(i + 1) for i, v in enumerate(made) if v.svg is None]
-    status = f"✅ {gen.describe()}; random seed {used_seed}"
+    status = f"**Done.** {gen.describe()}; random seed {used_seed}"
     if empty:
         status += f"; variation {', '.join(empty)} came out without notes: try another seed"
     return logic.Result(seed_midi, made, status, used_seed)
@@ -117,7 +117,7 @@ def undo(history):
     """Go back to the previous result and its seed."""
     with logic.user_errors("undoing"):
         result = (history or logic.History()).undo()
-    status = f"↩️ Back to the previous result. {result.status.removeprefix('✅ ')}"
+    status = f"**Back to the previous result.** {result.status.removeprefix('**Done.** ')}"
     return [result.seed_midi, result.random_seed, status, *variation_values(result), history]
 
 
@@ -132,21 +132,21 @@ def show_layout(history):
             gr.Button(interactive=bool(history and history.past))]
 
 
-with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False) as demo:
+with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
+               delete_cache=(3600, logic.MAX_AGE_SEC)) as demo:
     history = gr.State(None)
-    gr.Markdown("# 🎹 musicgen — a GRU piano composer\n"
+    gr.Markdown("# musicgen · a GRU piano composer\n"
                 "Upload a piano MIDI (or pick an example) and the model continues it; leave the seed "
                 "empty to compose from scratch in a composer's style. "
                 f"Runs on **{GENERATOR.device}**.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
-            seed_file = gr.File(label=f"Seed MIDI (.mid, up to {MAX_MIDI_BYTES // 1_000_000} MB) — "
-                                      "empty: compose from scratch",
+            seed_file = gr.File(label=f"Seed MIDI (optional, up to {MAX_MIDI_BYTES // 1_000_000} MB)",
                                 file_types=[".mid", ".midi"], type="filepath", height=120,
                                 elem_id="seed-file")
             gr.Examples([[str(p)] for p in EXAMPLES], inputs=seed_file, label="Example seeds",
                         example_labels=[p.stem.replace("-", " ") for p in EXAMPLES])
-            seed_info = gr.Markdown(elem_id="seed-info")
+            seed_info = gr.Markdown(logic.describe_seed(None, UI.bars), elem_id="seed-info")
             style = gr.Dropdown(GENERATOR.styles, value=UI.style, label="Style (composer)",
                                 info="steers both continuations and from-scratch pieces")
             with gr.Row():
@@ -175,7 +175,7 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False) as
                                       info="0 = keep the seed's")
                     soundfont = gr.Dropdown(list(SOUNDFONTS), value=FIRST_SOUNDFONT,
                                             label="Soundfont")
-            generate_btn = gr.Button("🎼 Compose", variant="primary", size="lg", elem_id="compose")
+            generate_btn = gr.Button("Compose", variant="primary", size="lg", elem_id="compose")
         with gr.Column(scale=3, min_width=420):
             status = gr.Markdown("Press **Compose** to hear what comes next.", elem_id="status")
             slots, tabs = [], []
@@ -185,19 +185,20 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False) as
                                 elem_id=f"variation-{i + 1}") as tab:
                         tabs.append(tab)
                         audio = gr.Audio(label="Listen", type="filepath", format="mp3", interactive=False,
-                                         elem_classes="result-audio")
-                        roll = gr.Image(label="Piano roll", type="filepath",
-                                        interactive=False, elem_classes="result-roll")
-                        sheet = gr.HTML(max_height=460, elem_classes="result-sheet", js_on_load=None)
+                                         buttons=["download"], elem_classes="result-audio")
+                        roll = gr.Image(label="Piano roll", show_label=False, type="filepath",
+                                        interactive=False, buttons=[], elem_classes="result-roll")
+                        sheet = gr.HTML(label="Sheet music", show_label=True, container=True, max_height=460,
+                                        elem_classes="result-sheet", js_on_load=None)
                         files = gr.File(label="Download: MIDI, WAV, MusicXML", file_count="multiple",
                                         interactive=False, elem_classes="result-files")
                         slots += [audio, roll, sheet, files]
             with gr.Row(equal_height=True):
                 continue_choice = gr.Radio(["1"], value="1", label="Continue from variation",
                                            visible=False, scale=2)
-                continue_btn = gr.Button("➡️ Continue from this result", interactive=False, scale=1,
+                continue_btn = gr.Button("Continue from this result →", interactive=False, scale=1,
                                          elem_id="continue")
-                undo_btn = gr.Button("↩️ Undo", interactive=False, scale=1, elem_id="undo")
+                undo_btn = gr.Button("↩ Undo", interactive=False, scale=1, elem_id="undo")
 
     settings = [style, seed_bars, bars, variations, temperature, top_k, top_p, greedy_mix,
                 repetition_penalty, random_seed, seed, tempo, soundfont]
@@ -209,7 +210,7 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False) as
         show_layout, history, layout, api_visibility="private")
     undo_btn.click(undo, history, [seed_file, seed, status, *slots, history], api_visibility="private").then(
         show_layout, history, layout, api_visibility="private")
-    gr.on([demo.load, seed_file.change, bars.change, tempo.change], logic.describe_seed,
+    gr.on([seed_file.change, bars.change, tempo.change], logic.describe_seed,
           [seed_file, bars, tempo], seed_info, queue=False, show_progress="hidden", api_visibility="private")
 
 demo.queue(default_concurrency_limit=4)  # generation is batched and rendering threads; 4 keeps CPUs busy

@@ -6,6 +6,7 @@ app.py holds only the layout and thin handlers that call into here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -26,7 +27,7 @@ from musicgen.errors import MusicgenError
 log = logging.getLogger("musicgen.app")
 
 APP_ROOT = Path(tempfile.gettempdir()) / "musicgen-app"  # every file the app writes lives below
-MAX_AGE_SEC = 6 * 3600  # request folders older than this are deleted (undo beyond it says so)
+MAX_AGE_SEC = 6 * 3600  # request folders (and Gradio's cached uploads) older than this are deleted
 MAX_UNDO = 20  # results kept per session for Undo
 SCRATCH_SECONDS_PER_BAR = 2.0  # from scratch the model picks its own tempo; ~4/4 at 120
 MAX_VARIATIONS = 4
@@ -77,7 +78,8 @@ class History:
         if not self.past:
             raise MusicgenError("nothing to undo")
         previous = self.past[-1]
-        if not all(v.midi.exists() for v in previous.variations):
+        files = [v.midi for v in previous.variations] + [Path(previous.seed_midi)] * bool(previous.seed_midi)
+        if not all(f.exists() for f in files):
             raise MusicgenError("the previous result has expired; generate again")
         self.past = self.past[:-1]
         self.current = previous
@@ -103,38 +105,47 @@ def user_errors(action: str = "composing"):
 
 def read_seed(path: str | Path | None) -> symusic.Score | None:
     """The uploaded seed as a Score (None: compose from scratch); bad files raise MusicgenError."""
-    if path is None or str(path) == "":
-        return None
+    return tk.read_midi(path) if path else None
+
+
+@functools.lru_cache(maxsize=64)
+def seed_facts(path: str) -> tuple[str, float, float]:
+    """(one-line summary, quarter notes per bar, tempo in qpm) at the end of a seed file.
+
+    Cached: the estimate updates on every slider move, and upload paths never change content.
+    """
     score = tk.read_midi(path)
     if tk.prepare(score).note_num() == 0:
         raise MusicgenError("the seed has no playable piano notes (drum tracks are ignored); "
                             "clear it to compose from scratch")
-    return score
-
-
-def seconds_per_bar(score: symusic.Score | None, tempo: float = 0.0) -> float:
-    """Seconds one new bar will last: the seed's last meter and tempo (or the override)."""
-    if score is None:
-        return 4 * 60.0 / tempo if tempo else SCRATCH_SECONDS_PER_BAR
     sig = max(score.time_signatures, key=lambda s: s.time, default=None)
     quarters = sig.numerator * 4 / sig.denominator if sig and sig.denominator else 4.0
     last = max(score.tempos, key=lambda t: t.time, default=None)
-    qpm = tempo or (last.qpm if last else 120.0)
-    return quarters * 60.0 / float(np.clip(qpm, *tk.TEMPO_RANGE))
+    qpm = float(np.clip(last.qpm if last else 120.0, *tk.TEMPO_RANGE))  # as the tokenizer clamps it
+    return tk.midi_summary(score), quarters, qpm
 
 
-def describe_seed(path: str | Path | None, bars: int, tempo: float = 0.0) -> str:
+def describe_seed(path: str | Path | None, bars: float, tempo: float | None = 0.0) -> str:
     """Markdown: what the seed is and about how long the continuation will be."""
+    tempo = tempo if tempo and 20 <= tempo <= 400 else 0.0  # the library rejects others anyway
+    if not path:
+        secs = bars * (4 * 60.0 / tempo if tempo else SCRATCH_SECONDS_PER_BAR)
+        return f"No seed: composing from scratch in the chosen style. {length_text(bars, secs)}."
     try:
-        score = read_seed(path)
+        summary, quarters, qpm = seed_facts(str(path))
     except MusicgenError as e:
-        return f"⚠️ **{e}**"
-    tempo = tempo if tempo and 20 <= tempo <= 400 else 0.0
-    secs = bars * seconds_per_bar(score, tempo)
-    length = f"≈ **{secs:.0f} s** of new music ({bars} bar{'s' if bars != 1 else ''})"
-    if score is None:
-        return f"No seed: composing from scratch in the chosen style. {length}."
-    return f"Seed **{Path(path).name}**: {tk.midi_summary(score)}. {length}."
+        return f"**This seed can't be used:** {e}."
+    except Exception:
+        log.exception("could not read seed %s", path)
+        return "**This seed can't be used:** it could not be read as MIDI."
+    secs = bars * quarters * 60.0 / (tempo or qpm)
+    return f"Seed **{Path(path).name}**: {summary}. {length_text(bars, secs)}."
+
+
+def length_text(bars: float, secs: float) -> str:
+    """'≈ 16 s of new music (8 bars)'."""
+    bars = int(bars)
+    return f"≈ **{secs:.0f} s** of new music ({bars} bar{'s' if bars != 1 else ''})"
 
 
 def pick_seed(random_seed: bool, seed: float | int | None) -> int:

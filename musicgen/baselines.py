@@ -128,3 +128,31 @@ def summary(nll: np.ndarray, top1: np.ndarray, top5: np.ndarray) -> dict[str, fl
     """Token-weighted means in the shape `train.split_metrics` returns."""
     return {"nll": float(nll.mean()), "ppl": float(math.exp(nll.mean())), "top1": float(top1.mean()),
             "top5": float(top5.mean()), "tokens": int(len(nll))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m musicgen.baselines`: the n-gram order chosen on the checkpoint's VALIDATION pieces."""
+    import argparse
+
+    from musicgen.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+    from musicgen.data import load_corpus
+    from musicgen.evaluate import data_root, split_pieces, with_style
+
+    parser = argparse.ArgumentParser(prog="python -m musicgen.baselines", description=main.__doc__)
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--data", default="", help="default: the checkpoint's corpus")
+    parser.add_argument("--orders", default="3,4,5,6,7")
+    args = parser.parse_args(argv)
+    _, tokenizer, config = load_checkpoint(args.checkpoint)
+    corpus, _ = load_corpus(data_root(config, args.data), tokenizer)
+    fit = [with_style(p, tokenizer) for p in split_pieces(corpus.pieces, config, "train")]
+    val = [with_style(p, tokenizer) for p in split_pieces(corpus.pieces, config, "val")]
+    print(f"{'order':<8}{'val NLL':>9}{'ppl':>8}{'top-1':>8}{'top-5':>8}   ({len(val)} validation pieces)")
+    for order in [int(o) for o in args.orders.split(",")]:
+        m = summary(*score(KneserNey(len(tokenizer.vocab), order, tokenizer.pad_token_id).fit(fit), val))
+        print(f"{order:<8}{m['nll']:>9.4f}{m['ppl']:>8.2f}{m['top1']:>8.3f}{m['top5']:>8.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

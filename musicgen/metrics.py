@@ -54,10 +54,15 @@ def notes_per_second(score: symusic.Score, bars: int) -> float:
     return float(len(notes["time"]) / max(secs[1] - secs[0], 1e-9))
 
 
-def pitch_class_histogram(score: symusic.Score, bars: int | None = None) -> np.ndarray:
-    """Share of notes on each pitch class (C first), all or in the first bars; zeros if none."""
+def pitch_class_counts(score: symusic.Score, bars: int | None = None) -> np.ndarray:
+    """Notes on each pitch class (C first), all or those starting in the first bars, (12,)."""
     pitch = (window(score, bars)[0] if bars else note_array(score))["pitch"]
-    counts = np.bincount(pitch % 12, minlength=12).astype(np.float64)
+    return np.bincount(pitch % 12, minlength=12)
+
+
+def pitch_class_histogram(score: symusic.Score, bars: int | None = None) -> np.ndarray:
+    """Share of notes on each pitch class; zeros when there are no notes."""
+    counts = pitch_class_counts(score, bars).astype(np.float64)
     return counts / counts.sum() if counts.sum() else counts
 
 
@@ -77,11 +82,12 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
 
 def scale_consistency(score: symusic.Score, bars: int | None = None) -> float:
     """Largest share of notes inside one of the 24 major/minor scales; nan without notes."""
-    hist = pitch_class_histogram(score, bars)
-    if not hist.sum():
+    counts = pitch_class_counts(score, bars)
+    if not counts.sum():
         return float("nan")
-    shares = [hist[[(root + s) % 12 for s in mode]].sum() for root in range(12) for mode in (MAJOR, MINOR)]
-    return float(max(shares))
+    scales = [[(root + step) % 12 for step in mode] for root in range(12) for mode in (MAJOR, MINOR)]
+    inside = max(counts[scale].sum() for scale in scales)
+    return float(inside / counts.sum())  # counts, not shares: a pure scale gives exactly 1.0
 
 
 def polyphony(score: symusic.Score, bars: int) -> float:

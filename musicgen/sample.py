@@ -197,68 +197,69 @@ class Generator:
     def _sample(self, prime: list[int], rows: list[RowState], cfg: SampleConfig,
                 start_bars: int) -> list[list[int]]:
         g, B = self.grammar, len(rows)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        x = torch.tensor([prime], device=self.device)
-        logits, _, h = self.model(x)
-        logits = logits[:, -1].float().cpu().expand(B, -1)
-        h = h.repeat(1, B, 1)
+        rng = np.random.default_rng(cfg.seed)
+        logits, _, h = self.model(torch.tensor([prime], device=self.device))
+        logits = np.repeat(logits[:, -1].float().cpu().numpy(), B, axis=0)  # (B, V)
+        h = h.repeat(1, B, 1)  # (L, B, H): every variation starts from the primed state
+        feed = torch.zeros(B, dtype=torch.long)
+        feed_np = feed.numpy()  # shares memory with `feed`: no tensor built per step
         out: list[list[int]] = [[] for _ in range(B)]
         done = [False] * B
-        first = True
-        pad = self.tokenizer.pad_token_id
-        limit = cfg.bars * MAX_TOKENS_PER_BAR + cfg.bars
-        for _ in range(limit):
-            masks = np.stack([g.bar_only if first else r.mask(g) for r in rows])
-            first = False
-            nxt = pick(logits, torch.from_numpy(masks), cfg, gen, out)
-            feed = []
-            for b, tok in enumerate(nxt.tolist()):
-                if done[b]:
-                    feed.append(pad)
-                    continue
-                if tok == g.bar_id and rows[b].bars - start_bars >= cfg.bars:
+        masks = np.stack([g.bar_only] * B)  # the continuation opens a fresh bar
+        for _ in range(cfg.bars * (MAX_TOKENS_PER_BAR + 1)):
+            nxt = pick(logits, masks, cfg, rng, out)
+            for b in range(B):
+                tok = int(nxt[b])
+                if not done[b] and tok == g.bar_id and rows[b].bars - start_bars >= cfg.bars:
                     done[b] = True
-                    feed.append(pad)
+                if done[b]:
+                    feed_np[b] = self.tokenizer.pad_token_id
                     continue
                 rows[b].update(g, tok)
                 out[b].append(tok)
-                feed.append(tok)
+                feed_np[b] = tok
+                masks[b] = rows[b].mask(g)
             if all(done):
                 break
-            step_logits, h = self.model.step(torch.tensor(feed, device=self.device), h)
-            logits = step_logits.float().cpu()
+            step_logits, h = self.model.step(feed.to(self.device), h)
+            logits = step_logits.float().cpu().numpy()
         return out
 
 
-def pick(logits: torch.Tensor, mask: torch.Tensor, cfg: SampleConfig, gen: torch.Generator,
-         history: list[list[int]]) -> torch.Tensor:
-    """Next token per row (B,) from logits (B, V) under the grammar mask and the sampling knobs."""
-    logits = logits.masked_fill(~mask, float("-inf"))
+def pick(logits: np.ndarray, mask: np.ndarray, cfg: SampleConfig, rng: np.random.Generator,
+         history: list[list[int]]) -> np.ndarray:
+    """Next token per row (B,) from logits (B, V) under the grammar mask and the sampling knobs.
+
+    NumPy on a few hundred floats costs microseconds where each torch op costs several:
+    this keeps sampling cheap next to the GRU step.
+    """
+    z = np.where(mask, logits, -np.inf)
+    B = len(z)
+    u = rng.random((2, B))  # always two draws per step: one to sample, one for the greedy coin
     if cfg.repetition_penalty != 1.0:
         for b, past in enumerate(history):
-            recent = torch.tensor(past[-cfg.repetition_window:], dtype=torch.long)
-            if len(recent):
-                row = logits[b]
-                seen = row[recent]
-                row[recent] = torch.where(seen > 0, seen / cfg.repetition_penalty,
-                                          seen * cfg.repetition_penalty)
-    greedy = logits.argmax(-1)
+            recent = np.unique(past[-cfg.repetition_window:]).astype(np.int64)
+            seen = z[b, recent]
+            z[b, recent] = np.where(seen > 0, seen / cfg.repetition_penalty, seen * cfg.repetition_penalty)
+    greedy = z.argmax(1)
     if cfg.temperature <= 0:
         return greedy
-    logits = logits / cfg.temperature
+    z = (z - z.max(1, keepdims=True)) / cfg.temperature
+    p = np.exp(z)  # masked tokens: exp(-inf) = 0
     if cfg.top_k > 0:
-        kth = logits.topk(min(cfg.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        kth = -np.partition(-p, min(cfg.top_k, p.shape[1]) - 1, axis=1)[:, cfg.top_k - 1:cfg.top_k]
+        p[p < kth] = 0.0
     if cfg.top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) > cfg.top_p  # keep the token that crosses p
-        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
-    probs = logits.softmax(-1)
-    sampled = torch.multinomial(probs, 1, generator=gen)[:, 0]
+        for b in range(B):
+            allowed = np.flatnonzero(p[b])
+            order = allowed[np.argsort(-p[b, allowed], kind="stable")]
+            cum = np.cumsum(p[b, order])
+            keep = np.searchsorted(cum, cfg.top_p * cum[-1]) + 1  # keep the token that crosses p
+            p[b, order[keep:]] = 0.0
+    cum = np.cumsum(p, axis=1)
+    sampled = np.array([np.searchsorted(cum[b], u[0, b] * cum[b, -1], side="right") for b in range(B)])
     if cfg.greedy_mix > 0:
-        coin = torch.rand(len(sampled), generator=gen) < cfg.greedy_mix
-        sampled = torch.where(coin, greedy, sampled)
+        sampled = np.where(u[1] < cfg.greedy_mix, greedy, sampled)
     return sampled
 
 

@@ -46,6 +46,7 @@ class TrainConfig:
     device: str = "auto"  # auto: CUDA when present, else CPU
     resume: bool = False  # continue from OUT/last
     half: bool = True  # store weights as fp16 (half the size; sampling upcasts)
+    threads: int = 0  # CPU threads for torch; 0: its default. 1 wins on a busy 2-core machine
 
 
 def pick_device(name: str = "auto") -> str:
@@ -122,6 +123,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig) -> Path:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
             torch.cuda.set_device(device)
     main_proc = rank == 0
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
     torch.manual_seed(tcfg.seed)
     out = Path(tcfg.out)
     root = Path(tcfg.data) if tcfg.data else corpus_data.fallback_corpus()

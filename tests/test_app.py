@@ -68,7 +68,7 @@ def client():
 def midi_downloads(result) -> list[Path]:
     """The MIDI files among the variation download lists of a /generate result."""
     seed_used, status = result[:2]
-    assert isinstance(seed_used, (int, float)) and status.startswith("✅")
+    assert isinstance(seed_used, (int, float)) and status.startswith("**Done.**")
     slots = result[2:]
     assert len(slots) == 4 * N_SLOTS
     files = [f for i in range(N_SLOTS) for f in (slots[4 * i + 3] or [])]

@@ -1,0 +1,195 @@
+"""Audio style classifier: features, inference on a tiny model, junk input, the shipped classifier."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import tiny_piece, write_score
+
+from musicgen import classify as cl
+from musicgen.errors import MusicgenError
+from musicgen.render.audio import render_audio, write_mp3, write_wav
+
+CLASSES = ["alpha", "beta", "gamma"]
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """A randomly initialised classifier, saved the way the shipped one is."""
+    torch.manual_seed(0)
+    model = cl.StyleGRU(cl.ModelConfig(n_proj=16, n_hidden=8, n_layer=1, n_classes=len(CLASSES)))
+    folder = tmp_path_factory.mktemp("classifier")
+    cl.save_classifier(folder, model, CLASSES, cl.FeatureConfig(), {"note": "random weights"})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_folder) -> cl.Classifier:
+    return cl.load_classifier(tiny_folder)
+
+
+@pytest.fixture(scope="module")
+def piece_audio() -> np.ndarray:
+    """A 16-second two-hand piece rendered at 44.1 kHz, (n, 2)."""
+    return render_audio(tiny_piece(bars=8), sample_rate=44100)
+
+
+def tone(seconds: float, hz: float = 440.0, sr: int = SR) -> np.ndarray:
+    t = np.arange(round(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def assert_valid(result: dict) -> None:
+    probs = result["probabilities"]
+    assert set(probs) == set(CLASSES)
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert result["top"] == max(probs, key=probs.get)
+
+
+def test_log_mel_has_one_frame_per_hop_for_a_known_length():
+    cfg = cl.FeatureConfig()
+    assert cl.log_mel(tone(10.0), cfg).shape == (1 + 160000 // 368, 64) == (435, 64)
+    assert cl.log_mel(tone(1.0), cfg).shape == (44, 64)
+    assert cfg.clip_frames == 435
+
+
+def test_slaney_mel_scale_fixed_points():
+    # linear up to 1 kHz (15 mel), then 27 mel per factor of 6.4: librosa's default scale
+    assert cl.hz_to_mel(np.array([0.0, 200.0, 1000.0, 6400.0])) == pytest.approx([0.0, 3.0, 15.0, 42.0])
+    hz = np.array([27.5, 440.0, 4186.0])
+    assert cl.mel_to_hz(cl.hz_to_mel(hz)) == pytest.approx(hz)
+
+
+def test_a_tone_is_loudest_in_the_mel_band_centred_nearest_it():
+    cfg = cl.FeatureConfig()
+    centres = cl.mel_to_hz(np.linspace(cl.hz_to_mel(cfg.fmin), cl.hz_to_mel(cfg.fmax), cfg.n_mels + 2))[1:-1]
+    for hz in (110.0, 440.0, 2000.0):
+        band = int(cl.log_mel(tone(2.0, hz), cfg).mean(axis=0).argmax())
+        assert band == int(np.abs(centres - hz).argmin())
+
+
+def test_every_mel_band_has_weight():
+    fb = cl.mel_filterbank(16000, 1024, 64, 27.5, 8000.0)
+    assert fb.shape == (64, 513) and (fb.sum(axis=1) > 0).all()
+
+
+def test_resample_keeps_duration_and_pitch():
+    x = tone(2.0, 1000.0, 44100)
+    y = cl.resample(x, 44100, SR)
+    assert len(y) == 2 * SR
+    assert np.abs(np.fft.rfft(y)).argmax() * SR / len(y) == pytest.approx(1000.0, abs=1.0)
+    assert np.abs(y).max() == pytest.approx(0.3, abs=0.02)
+
+
+def test_clip_starts_are_evenly_spaced_and_cover_the_piece():
+    assert cl.clip_starts(400, 435, 8) == [0]
+    assert cl.clip_starts(1000, 435, 8) == [0, 282, 565]
+    assert cl.clip_starts(10_000, 435, 8) == [0, 1366, 2733, 4099, 5466, 6832, 8199, 9565]
+
+
+def test_classify_audio_gives_probabilities_over_the_classes(tiny, piece_audio):
+    assert_valid(cl.classify_audio(piece_audio, 44100, tiny))
+    assert_valid(cl.classify_audio(piece_audio.mean(axis=1), 44100, tiny))  # mono works too
+
+
+def test_audio_shorter_than_a_clip_is_judged_whole(tiny):
+    assert_valid(cl.classify_audio(tone(3.0), SR, tiny))
+
+
+def test_midi_file_and_score_are_rendered_and_classified(tiny, tmp_path):
+    path = write_score(tiny_piece(bars=8), tmp_path / "piece.mid")
+    from_file = cl.classify_file(path, tiny)
+    assert_valid(from_file)
+    from_score = cl.classify_score(tiny_piece(bars=8), tiny)
+    for name, p in from_score["probabilities"].items():  # FluidSynth renders differ slightly run to run
+        assert p == pytest.approx(from_file["probabilities"][name], abs=0.05)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".ogg", ".flac"])
+def test_audio_files_are_decoded_and_classified(tiny, piece_audio, tmp_path, suffix):
+    path = tmp_path / f"piece{suffix}"
+    if suffix == ".wav":
+        write_wav(piece_audio, path)
+    elif suffix == ".mp3":
+        write_mp3(piece_audio, path)
+    else:
+        soundfile.write(str(path), piece_audio, 44100)
+    result = cl.classify_file(path, tiny)
+    assert_valid(result)
+    reference = cl.classify_audio(piece_audio, 44100, tiny)["probabilities"]
+    for name, p in result["probabilities"].items():  # lossy codecs barely move the answer
+        assert p == pytest.approx(reference[name], abs=0.05)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("text.wav", b"this is not audio\n" * 20, "could not be decoded"),
+    ("text.mp3", b"this is not audio\n" * 20, "could not be decoded"),
+    ("empty.wav", b"", "is empty"),
+    ("empty.mid", b"", "not a MIDI file"),
+    ("text.mid", b"not midi", "not a MIDI file"),
+    ("notes.txt", b"hello", "cannot classify a .txt file"),
+], ids=["text-as-wav", "text-as-mp3", "empty-wav", "empty-midi", "text-as-midi", "unknown-suffix"])
+def test_junk_files_raise_a_one_line_user_error(tiny, tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(MusicgenError, match=message) as err:
+        cl.classify_file(path, tiny)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_is_a_user_error(tiny, tmp_path):
+    with pytest.raises(MusicgenError, match="no such file"):
+        cl.classify_file(tmp_path / "nothing.wav", tiny)
+
+
+@pytest.mark.parametrize("audio, message", [
+    (np.zeros((5 * SR, 2), np.float32), "silent"),
+    (np.full(5 * SR, 1e-6, np.float32), "silent"),
+    (tone(1.0), "at least 2 s"),
+    (np.full(5 * SR, np.nan, np.float32), "NaN"),
+], ids=["zeros", "near-silence", "too-short", "nan"])
+def test_silent_short_or_broken_audio_raises(tiny, audio, message):
+    with pytest.raises(MusicgenError, match=message):
+        cl.classify_audio(audio, SR, tiny)
+
+
+def test_silent_wav_file_raises(tiny, tmp_path):
+    path = tmp_path / "silence.wav"
+    soundfile.write(str(path), np.zeros((5 * 44100, 2)), 44100)
+    with pytest.raises(MusicgenError, match="silent"):
+        cl.classify_file(path, tiny)
+
+
+def test_sounds_like_names_the_two_likeliest():
+    result = {"probabilities": {"liszt": 0.21, "chopin": 0.62, "bach": 0.17}, "top": "chopin"}
+    assert cl.sounds_like(result) == "sounds like: chopin 62%, liszt 21%"
+
+
+def test_cli_main_prints_json_and_a_readable_line(tiny_folder, tmp_path, capsys):
+    path = write_score(tiny_piece(bars=8), tmp_path / "piece.mid")
+    assert cl.main(argparse.Namespace(file=str(path), json=True, classifier=str(tiny_folder))) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"probabilities", "top"} and set(printed["probabilities"]) == set(CLASSES)
+    assert cl.main(argparse.Namespace(file=str(path), json=False, classifier=str(tiny_folder))) == 0
+    assert capsys.readouterr().out.startswith("piece.mid: sounds like: ")
+
+
+def test_missing_classifier_is_a_user_error(tmp_path):
+    with pytest.raises(MusicgenError, match="no classifier in"):
+        cl.load_classifier(tmp_path)
+
+
+def test_shipped_classifier_loads_and_lists_its_classes():
+    clf = cl.load_classifier()
+    config = json.loads((cl.ASSET_DIR / "config.json").read_text())
+    assert clf.classes == config["classes"] and len(clf.classes) >= 2
+    assert clf.model.head.out_features == len(clf.classes)
+    assert "piano-midi.de" in config["attribution"]
+    assert (cl.ASSET_DIR / "model.safetensors").stat().st_size <= 5_000_000
+    assert set(config["split"]) == {"train", "val", "test"}
