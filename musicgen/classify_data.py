@@ -57,7 +57,8 @@ class TrainConfig:
     cache: str = "runs/classifier-cache"  # log-mel of each rendered piece, reused across runs
     min_pieces: int = 15  # composers with fewer files are left out: too few to learn from and to test
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-3
+    ema: float = 0.99  # evaluate and keep an average of the weights: single steps swing val accuracy
     weight_decay: float = 1e-4
     steps_per_epoch: int = 50
     max_epochs: int = 100
@@ -367,7 +368,8 @@ def train_classifier(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig) 
     model.feat_mean.copy_(torch.from_numpy(frames.mean(axis=0)))
     model.feat_std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-3))
     del frames
-    clf = Classifier(model, classes, fcfg, {})
+    ema = copy.deepcopy(model)  # what is evaluated and saved
+    clf = Classifier(ema, classes, fcfg, {})
     sampler = ClipSampler(split["train"], len(classes), fcfg.clip_frames, tcfg.gain_db, tcfg.masks,
                           model.feat_mean.numpy(), tcfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
@@ -383,8 +385,11 @@ def train_classifier(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig) 
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            with torch.no_grad():
+                for avg, now in zip(ema.parameters(), model.parameters(), strict=True):
+                    avg.lerp_(now, 1.0 - tcfg.ema)
             losses.append(loss.item())
-        model.eval()
+        ema.eval()
         val = evaluate_model(clf, split["val"])
         cpu_min = (time.process_time() - cpu_start) / 60
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_clip_nll": val["clip_nll"],
@@ -394,7 +399,7 @@ def train_classifier(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig) 
         key = (val["clip_accuracy"], -val["clip_nll"])  # ties go to the more confident-when-right model
         improved = key > best
         if improved:
-            best, best_state, stale = key, copy.deepcopy(model.state_dict()), 0
+            best, best_state, stale = key, copy.deepcopy(ema.state_dict()), 0
         else:
             stale += 1
         print(f"epoch {epoch}: train {row['train_loss']:.3f}  val clip acc {val['clip_accuracy']:.3f} "
@@ -406,6 +411,7 @@ def train_classifier(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig) 
                                   else f"no better validation accuracy for {stale} epochs"), flush=True)
             break
     train_cpu = time.process_time() - cpu_start
+    model = ema
     model.load_state_dict(best_state)
     model.eval()
 

@@ -78,7 +78,7 @@ def cmd_render(args) -> int:
     score = read_midi(args.midi)
     timings = render_all(score, soundfont=args.soundfont, title=args.title or Path(args.midi).stem,
                          **outputs)
-    for kind, path in outputs.items():
+    for path in outputs.values():
         if path:
             print(f"wrote {path}")
     print(" ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
@@ -97,6 +97,7 @@ def cmd_bench(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from musicgen.checkpoint import DEFAULT_CHECKPOINT
+    from musicgen.evaluate import EvalConfig
     from musicgen.model import ModelConfig
     from musicgen.sample import SampleConfig
     from musicgen.train import TrainConfig
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="held-out metrics of a checkpoint against baselines")
     e.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     e.add_argument("--data", default="", help="the corpus the checkpoint was trained on")
-    e.add_argument("--pieces", type=int, default=0, help="evaluate on at most this many test pieces")
+    add_dataclass_args(e, EvalConfig)
     e.add_argument("--json", default=None, help="also write the report here")
     e.set_defaults(func=cmd_evaluate)
 

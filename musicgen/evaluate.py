@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,9 @@ class EvalConfig:
     ngram_order: int = 5  # the best order on the validation pieces (docs/RESULTS.md)
     sample_seed: int = 0  # piece i is continued with seed sample_seed + i: fixed, varied
     pieces: int = 0  # at most this many test pieces (in path order); 0: all
+    split: str = "test"  # "val" to tune sampling defaults without touching the test pieces
+    temperature: float = 0.0  # sampling temperature for the continuations; 0: SampleConfig's default
+    top_p: float = 0.0  # nucleus for the continuations; 0: SampleConfig's default
 
 
 STAT_NAMES = {  # key: (label, digits)
@@ -99,7 +102,7 @@ def token_report(model, tokenizer, train: list[Piece], test: list[Piece], order:
 def continuation_report(checkpoint: Path, tokenizer, train: list[Piece], test: list[Piece],
                         cfg: EvalConfig) -> dict:
     """Statistics of generated and of real continuations after each test piece's opening."""
-    from musicgen.sample import Generator, SampleConfig, continuation_of
+    from musicgen.sample import Generator, continuation_of
 
     t0 = time.perf_counter()
     index = metrics.CopyIndex([metrics.intervals(tk.decode(tokenizer, p.ids)) for p in train])
@@ -116,7 +119,7 @@ def continuation_report(checkpoint: Path, tokenizer, train: list[Piece], test: l
         cut = int(metrics.bar_bounds(ref, cfg.seed_bars)[-1])
         seed = ref.clip(0, cut, clip_end=False)
         style = piece.style if piece.style in gen.styles else tk.ANY_STYLE
-        sample = SampleConfig(bars=cfg.bars, style=style, seed=cfg.sample_seed + i)
+        sample = sampling(cfg, style=style, seed=cfg.sample_seed + i)
         result = gen.generate(seed, sample)
         made = continuation_of(result.scores[0], result.split_tick)
         real = continuation_of(ref, cut)
@@ -125,10 +128,11 @@ def continuation_report(checkpoint: Path, tokenizer, train: list[Piece], test: l
                                                    metrics.pitch_class_histogram(real, cfg.bars))
         r = metrics.continuation_stats(real, cfg.bars, seed, index)
         rows.append({"piece": piece.path, "sample_seed": sample.seed, "generated": g, "held_out": r})
-    return {"pieces": len(rows), "skipped_short": skipped, "settings": asdict(SampleConfig(bars=cfg.bars)),
-            "style": "each piece's composer", "stats": {k: {side: band([r[side].get(k) for r in rows])
-                                                          for side in ("generated", "held_out")}
-                                                      for k in STAT_NAMES},
+    settings = {**asdict(sampling(cfg)), "style": "each piece's composer",
+                "seed": f"{cfg.sample_seed} + piece index"}
+    stats = {k: {side: band([r[side].get(k) for r in rows]) for side in ("generated", "held_out")}
+             for k in STAT_NAMES}
+    return {"pieces": len(rows), "skipped_short": skipped, "settings": settings, "stats": stats,
             "per_piece": rows, "seconds": {"copy_index": round(index_s, 1),
                                            "generate_and_measure": round(time.perf_counter() - t0, 1)}}
 
@@ -154,7 +158,7 @@ def evaluate(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str = "",
                             f"{model.cfg.arch!r} (see musicgen.paper for the windowed BiGRU)")
     root = data_root(config, data)
     corpus, _ = load_corpus(root, tokenizer)
-    train, test = split_pieces(corpus.pieces, config, "train"), split_pieces(corpus.pieces, config, "test")
+    train, test = split_pieces(corpus.pieces, config, "train"), split_pieces(corpus.pieces, config, cfg.split)
     if cfg.pieces:
         test = test[:cfg.pieces]
     t0 = time.perf_counter()
@@ -180,7 +184,7 @@ def format_report(report: dict) -> str:
     cont, cfg = report["continuations"], report["config"]
     lines += ["", f"continuations: {cfg['seed_bars']}-bar openings of {cont['pieces']} test pieces -> "
               f"{cfg['bars']} bars (default sampling, seed = {cfg['sample_seed']} + piece index, "
-              f"style = composer); {len(cont['skipped_short'])} pieces too short",
+              f"style = composer); {len(cont['skipped_short'])} shorter test pieces skipped",
               f"{'statistic':<40}{'generated: mean [p5, p95]':>30}{'real next bars: mean [p5, p95]':>34}"]
     for key, (label, digits) in STAT_NAMES.items():
         cells = [_cell(cont["stats"][key][side], digits) for side in ("generated", "held_out")]
@@ -203,9 +207,18 @@ def _finite(x):
     return None if isinstance(x, float) and x != x else x
 
 
+def sampling(cfg: EvalConfig, **overrides):
+    """The SampleConfig continuations are made with: the shipped defaults unless overridden."""
+    from musicgen.sample import SampleConfig
+
+    knobs = {k: getattr(cfg, k) for k in ("temperature", "top_p") if getattr(cfg, k)}
+    return SampleConfig(bars=cfg.bars, **knobs, **overrides)
+
+
 def main(args) -> int:
     """CLI entry: evaluate, print the tables, write JSON where asked."""
-    cfg = EvalConfig(pieces=getattr(args, "pieces", 0) or 0)
+    names = {f.name for f in fields(EvalConfig)}
+    cfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in names})
     report = evaluate(getattr(args, "checkpoint", DEFAULT_CHECKPOINT), getattr(args, "data", "") or "", cfg)
     print(format_report(report))
     if getattr(args, "json", None):

@@ -20,6 +20,7 @@ import csv
 import functools
 import json
 import math
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -363,7 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m musicgen.paper", description=__doc__.split("\n")[0])
     add_dataclass_args(parser, PaperConfig)
     cfg = from_args(PaperConfig, parser.parse_args(argv))
-    table = run_table(cfg)
+    try:
+        table = run_table(cfg)
+    except MusicgenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(format_table(table))
     print(f"wrote {Path(cfg.out) / 'table.json'} and table.md")
     return 0

@@ -116,7 +116,7 @@ def tick_to_seconds(score: symusic.Score, ticks: np.ndarray) -> np.ndarray:
 def bar_starts(score: symusic.Score, end_tick: int | None = None) -> np.ndarray:
     """Tick of every bar start up to end_tick (default: the score's end), following meter changes."""
     end = score.end() if end_tick is None else end_tick
-    sigs = sorted(((ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures))
+    sigs = sorted((ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures)
     if not sigs or sigs[0][0] > 0:
         sigs.insert(0, (0, 4, 4))
     starts, t = [], 0

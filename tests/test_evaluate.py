@@ -157,3 +157,28 @@ def test_paper_note_ids_name_notes_by_pitch_and_chords_by_normal_order():
                         (2, 1, 60, 80), (2, 1, 72, 80, 1),  # an octave: one pitch class
                         (3, 1, 62, 80), (3, 1, 66, 80), (3, 1, 69, 80)], tracks=2)  # D major
     assert note_ids(score) == ["0.4.7", "B-3", "0", "2.6.9"]
+
+
+def test_lookup_memory_answers_random_split_windows_but_not_unseen_pieces():
+    from musicgen.paper import lookup_scores, lookup_table
+
+    seq = np.random.default_rng(3).integers(2, 50, size=60)
+    x = np.lib.stride_tricks.sliding_window_view(seq[:-1], 5)
+    y = seq[5:]
+    memory = lookup_table(x[1::2], y[1::2], 4)  # every other window trains
+    assert lookup_scores(memory, x[0:-1:2], y[0:-1:2])["acc"] == 1.0  # its right neighbour holds the answer
+    fresh = np.random.default_rng(4).integers(50, 99, size=(10, 5))
+    assert lookup_scores(memory, fresh, fresh[:, 0]) == {"acc": 0.0, "found": 0.0}
+
+
+def test_paper_table_runs_end_to_end_on_a_tiny_folder(tiny_corpus, tmp_path):
+    from musicgen.paper import PaperConfig, run_table
+
+    cfg = PaperConfig(data=str(tiny_corpus / "alpha"), out=str(tmp_path), n_embd=8, n_hidden=8,
+                      max_epochs=2, gru_seq_len=16, batch_size=8)
+    table = run_table(cfg)
+    assert [(r["run"], r["split"]) for r in table["rows"]] == [
+        ("bigru-random", "random"), ("bigru-piece", "piece"), ("gru-piece", "piece"),
+        ("lookup-39", "random"), ("lookup-39", "piece")]
+    assert table["data"]["pieces"] == {"train": 6, "val": 1, "test": 1}
+    assert (tmp_path / "table.md").read_text().startswith("| run |")

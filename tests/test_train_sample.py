@@ -140,7 +140,8 @@ def test_corrupt_files_are_skipped_and_reported(tmp_path):
     write_score(make_score([(0, 1, 38, 90)], drum=True), root / "gamma" / "drums.mid")
     assert len(find_midi_files(root)) == 8
     corpus, _ = load_corpus(root)
-    assert sorted(p.path for p in corpus.pieces) == ["gamma/UPPER.MID"] + [f"gamma/good{i}.mid" for i in range(3)]
+    good = ["gamma/UPPER.MID"] + [f"gamma/good{i}.mid" for i in range(3)]
+    assert sorted(p.path for p in corpus.pieces) == good
     assert sorted(b[0] for b in corpus.bad) == ["gamma/cut.mid", "gamma/drums.mid", "gamma/empty.midi",
                                                 "gamma/text.mid"]
 
@@ -158,3 +159,18 @@ def test_untrained_style_dropout_keeps_any_style_working(gen):
     assert gen.styles[0] == "any"
     assert gen.generate(None, SampleConfig(bars=2, style="any")).scores[0].note_num() > 0
     assert isinstance(gen.generate(None, SampleConfig(bars=2)).scores[0], symusic.Score)
+
+
+def test_torchrun_ddp_trains_on_two_processes(tiny_corpus, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "musicgen", "train", "--data", str(tiny_corpus), "--out", str(out), "--epochs", "1",
+           "--steps-per-epoch", "5", "--seq-len", "32", "--batch-size", "4", "--n-hidden", "32",
+           "--n-embd", "16", "--n-layer", "1", "--threads", "1", "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "best" / "model.safetensors").is_file()
+    assert len((out / "loss.csv").read_text().splitlines()) == 2
