@@ -94,6 +94,12 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_classify(args) -> int:
+    from musicgen.classify import main as classify_main
+
+    return classify_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from musicgen.checkpoint import DEFAULT_CHECKPOINT
@@ -130,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("wav", "mp3", "svg", "roll", "musicxml", "soundfont", "title"):
         r.add_argument(f"--{flag}", default=None)
     r.set_defaults(func=cmd_render)
+
+    c = sub.add_parser("classify", help="which composer a recording or MIDI file sounds like")
+    c.add_argument("file", help=".wav/.mp3/.ogg/.flac or .mid/.midi")
+    c.add_argument("--json", action="store_true", help="print {probabilities, top} as JSON")
+    c.add_argument("--classifier", default=None, help="classifier folder (default: assets/classifier)")
+    c.set_defaults(func=cmd_classify)
 
     b = sub.add_parser("bench", help="speed of generation, rendering and the whole path")
     b.add_argument("--quick", action="store_true", help="fewer repeats; under a minute")

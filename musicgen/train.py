@@ -38,6 +38,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient norm
     epochs: int = 100  # upper bound; early stopping usually ends sooner
     patience: int = 10  # epochs without a better validation loss before stopping
+    lr_patience: int = 2  # halve the learning rate after this many epochs without improvement; 0: never
     steps_per_epoch: int = 0  # 0: one pass over the training tokens per epoch
     max_minutes: float = 0.0  # wall-clock budget; 0: none
     transpose: int = 5  # augment by random shifts of up to this many semitones
@@ -141,6 +142,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig) -> Path:
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
         load_optimizer_state(resume_dir, opt)
+        for group in opt.param_groups:  # a resumed run may ask for a new learning rate
+            group["lr"] = tcfg.lr
         history = old.get("history", [])
     raw_model = model
     if ddp:
@@ -194,6 +197,10 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig) -> Path:
         improved = val["nll"] < best
         stale = 0 if improved else stale + 1
         best = min(best, val["nll"])
+        if tcfg.lr_patience and stale and stale % tcfg.lr_patience == 0:
+            for group in opt.param_groups:
+                group["lr"] /= 2
+        row["lr"] = opt.param_groups[0]["lr"]
         if main_proc:
             print(f"epoch {epoch}: train {row['train_loss']:.4f}  val {val['nll']:.4f} "
                   f"(ppl {val['ppl']:.2f}, top1 {val['top1']:.3f}){'  *best*' if improved else ''}")
@@ -222,7 +229,8 @@ def _progress(total: int, desc: str, enabled: bool):
 def write_curves(history: list[dict], out: Path) -> None:
     """loss.csv and loss.png in the run folder."""
     with open(out / "loss.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        names = list(dict.fromkeys(k for row in history for k in row))  # resumed runs may add columns
+        w = csv.DictWriter(f, fieldnames=names)
         w.writeheader()
         w.writerows(history)
     import matplotlib

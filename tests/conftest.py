@@ -12,6 +12,9 @@ import pytest
 os.environ.setdefault("MUSICGEN_CACHE", tempfile.mkdtemp(prefix="musicgen-test-cache-"))
 
 import symusic  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)  # tiny models: one thread is as fast, and never oversubscribes 2 cores
 
 TPQ = 480
 
@@ -68,7 +71,8 @@ def tiny_run(tiny_corpus, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("run")
     tcfg = TrainConfig(data=str(tiny_corpus), out=str(out), seq_len=64, batch_size=8, lr=1e-2,
-                       epochs=3, steps_per_epoch=100, transpose=0, patience=10, half=False)
+                       epochs=3, steps_per_epoch=100, transpose=0, patience=10, half=False,
+                       threads=1)
     mcfg = ModelConfig(n_embd=32, n_hidden=64, n_layer=1)
     train(tcfg, mcfg)
     return out
