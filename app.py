@@ -1,8 +1,9 @@
-"""musicgen web app: continue a piano MIDI (or compose from scratch) with a GRU, hear it, read it.
+"""musicgen web app: continue a piano MIDI (or compose from scratch) with a GRU, hear it, read it,
+and ask the style classifier which composer a recording or MIDI sounds like.
 
 `python app.py` serves it on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860).
 The `generate` API endpoint takes the seed MIDI file first (None: from scratch); every
-other parameter has a default.
+other parameter has a default. The `classify` endpoint takes one audio or MIDI file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from musicgen import app_logic as logic
+from musicgen.classify import AUDIO_SUFFIXES, MIDI_SUFFIXES, classify_file, load_classifier, sounds_like
 from musicgen.errors import MusicgenError
 from musicgen.render import list_soundfonts
 from musicgen.sample import SampleConfig, load_generator
@@ -31,6 +33,7 @@ N = logic.MAX_VARIATIONS
 GENERATOR = load_generator()  # loaded once at start-up, so the first request is not slow
 UI = SampleConfig(bars=8, variations=2)  # the form's starting values (and the API's defaults)
 FIRST_SOUNDFONT = next(iter(SOUNDFONTS), None)
+MAX_UPLOAD_BYTES = 50_000_000  # a few minutes of WAV for Analyze; MIDI seeds keep their own 4 MB cap
 CSS = """
 .sheet { background: white; border-radius: 6px; padding: 4px; }
 .sheet svg { max-width: 100%; height: auto; }
@@ -53,9 +56,10 @@ def variation_values(result: logic.Result | None) -> list:
     for i in range(N):
         v = result.variations[i] if result and i < len(result.variations) else None
         if v is None:
-            values += [None, None, "", None]
+            values += [None, None, "", None, ""]
         else:
-            values += [v.mp3 and str(v.mp3), v.roll and str(v.roll), logic.sheet_html(v.svg), v.downloads()]
+            values += [v.mp3 and str(v.mp3), v.roll and str(v.roll), logic.sheet_html(v.svg), v.downloads(),
+                       v.sounds_like]
     return values
 
 
@@ -106,7 +110,7 @@ def continue_from(choice, style, seed_bars, bars, variations, temperature, top_k
     """Make the chosen variation the new seed and continue it."""
     if history is None or history.current is None:
         raise gr.Error("Generate something first, then continue from it.")
-    chosen = history.current.variations[min(int(choice or 1), len(history.current.variations)) - 1]
+    chosen = history.chosen(choice)
     outputs = generate(str(chosen.midi), style, seed_bars, bars, variations, temperature, top_k, top_p,
                        greedy_mix, repetition_penalty, random_seed, seed, tempo, soundfont, history,
                        progress)
@@ -121,6 +125,23 @@ def undo(history):
     return [result.seed_midi, result.random_seed, status, *variation_values(result), history]
 
 
+def classify(path: str | None):
+    """Which composer an uploaded recording or MIDI sounds like: class probabilities and a verdict."""
+    if not path:
+        raise gr.Error("Upload a recording (.wav, .mp3, .ogg, .flac) or a MIDI file first.")
+    with logic.user_errors("analyzing"):
+        result = classify_file(path, load_classifier())
+    return result["probabilities"], f"**{Path(path).name}** {sounds_like(result, k=3)}"
+
+
+def send_to_analyze(choice, history):
+    """Put the chosen variation (its WAV; its MIDI if it has no notes) in the Analyze tab and open it."""
+    if history is None or history.current is None:
+        raise gr.Error("Generate something first, then analyze it.")
+    chosen = history.chosen(choice)
+    return str(chosen.wav or chosen.midi), gr.Tabs(selected="analyze")
+
+
 def show_layout(history):
     """One tab per variation made, the continue choices to match, Undo only when it can."""
     n = len(history.current.variations) if history and history.current else 0
@@ -128,6 +149,7 @@ def show_layout(history):
     choices = [str(i + 1) for i in range(max(n, 1))]
     return [gr.Tabs(selected=0), *tabs,
             gr.Radio(choices=choices, value="1", visible=n > 1),
+            gr.Button(interactive=n > 0),
             gr.Button(interactive=n > 0),
             gr.Button(interactive=bool(history and history.past))]
 
@@ -139,70 +161,92 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                 "Upload a piano MIDI (or pick an example) and the model continues it; leave the seed "
                 "empty to compose from scratch in a composer's style. "
                 f"Runs on **{GENERATOR.device}**.")
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=2, min_width=320):
-            seed_file = gr.File(label=f"Seed MIDI (optional, up to {MAX_MIDI_BYTES // 1_000_000} MB)",
-                                file_types=[".mid", ".midi"], type="filepath", height=120,
-                                elem_id="seed-file")
-            gr.Examples([[str(p)] for p in EXAMPLES], inputs=seed_file, label="Example seeds",
-                        example_labels=[p.stem.replace("-", " ") for p in EXAMPLES])
-            seed_info = gr.Markdown(logic.describe_seed(None, UI.bars), elem_id="seed-info")
-            style = gr.Dropdown(GENERATOR.styles, value=UI.style, label="Style (composer)",
-                                info="steers both continuations and from-scratch pieces")
-            with gr.Row():
-                bars = gr.Slider(1, 64, value=UI.bars, step=1, label="New bars", elem_id="bars")
-                seed_bars = gr.Slider(0, 32, value=UI.seed_bars, step=1, label="Seed bars to use",
-                                      info="the seed's last N bars; 0 = all")
-            variations = gr.Slider(1, N, value=UI.variations, step=1, label="Variations",
-                                   elem_id="variations")
-            with gr.Accordion("Sampling", open=False):
-                temperature = gr.Slider(0, 2, value=UI.temperature, step=0.05, label="Temperature",
-                                        info="lower: safer; higher: wilder; 0: always the likeliest note")
-                with gr.Row():
-                    top_k = gr.Slider(0, 100, value=UI.top_k, step=1, label="Top-k", info="0 = off")
-                    top_p = gr.Slider(0.05, 1, value=UI.top_p, step=0.01, label="Top-p")
-                with gr.Row():
-                    greedy_mix = gr.Slider(0, 1, value=UI.greedy_mix, step=0.05, label="Greedy mix")
-                    repetition_penalty = gr.Slider(0.5, 2, value=UI.repetition_penalty, step=0.05,
-                                                   label="Repetition penalty")
-            with gr.Accordion("Random seed, tempo and sound", open=False):
-                with gr.Row():
-                    random_seed = gr.Checkbox(value=True, label="Random seed",
-                                              info="untick to reproduce a result")
-                    seed = gr.Number(value=UI.seed, precision=0, label="Seed")
-                with gr.Row():
-                    tempo = gr.Number(value=UI.tempo, label="Tempo override (BPM)",
-                                      info="0 = keep the seed's")
-                    soundfont = gr.Dropdown(list(SOUNDFONTS), value=FIRST_SOUNDFONT,
-                                            label="Soundfont")
-            generate_btn = gr.Button("Compose", variant="primary", size="lg", elem_id="compose")
-        with gr.Column(scale=3, min_width=420):
-            status = gr.Markdown("Press **Compose** to hear what comes next.", elem_id="status")
-            slots, tabs = [], []
-            with gr.Tabs() as tabset:
-                for i in range(N):
-                    with gr.Tab(f"Variation {i + 1}", id=i, visible=i == 0,
-                                elem_id=f"variation-{i + 1}") as tab:
-                        tabs.append(tab)
-                        audio = gr.Audio(label="Listen", type="filepath", format="mp3", interactive=False,
-                                         buttons=["download"], elem_classes="result-audio")
-                        roll = gr.Image(label="Piano roll", show_label=False, type="filepath",
-                                        interactive=False, buttons=[], elem_classes="result-roll")
-                        sheet = gr.HTML(label="Sheet music", show_label=True, container=True, max_height=460,
-                                        elem_classes="result-sheet", js_on_load=None)
-                        files = gr.File(label="Download: MIDI, WAV, MusicXML", file_count="multiple",
-                                        interactive=False, elem_classes="result-files")
-                        slots += [audio, roll, sheet, files]
-            with gr.Row(equal_height=True):
-                continue_choice = gr.Radio(["1"], value="1", label="Continue from variation",
-                                           visible=False, scale=2)
-                continue_btn = gr.Button("Continue from this result →", interactive=False, scale=1,
-                                         elem_id="continue")
-                undo_btn = gr.Button("↩ Undo", interactive=False, scale=1, elem_id="undo")
+    with gr.Tabs() as main_tabs:
+        with gr.Tab("Compose", id="compose", elem_id="compose-tab"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=320):
+                    seed_file = gr.File(label=f"Seed MIDI (optional, up to {MAX_MIDI_BYTES // 1_000_000} MB)",
+                                        file_types=[".mid", ".midi"], type="filepath", height=120,
+                                        elem_id="seed-file")
+                    gr.Examples([[str(p)] for p in EXAMPLES], inputs=seed_file, label="Example seeds",
+                                example_labels=[p.stem.replace("-", " ") for p in EXAMPLES])
+                    seed_info = gr.Markdown(logic.describe_seed(None, UI.bars), elem_id="seed-info")
+                    style = gr.Dropdown(GENERATOR.styles, value=UI.style, label="Style (composer)",
+                                        info="steers both continuations and from-scratch pieces")
+                    with gr.Row():
+                        bars = gr.Slider(1, 64, value=UI.bars, step=1, label="New bars", elem_id="bars")
+                        seed_bars = gr.Slider(0, 32, value=UI.seed_bars, step=1, label="Seed bars to use",
+                                              info="the seed's last N bars; 0 = all")
+                    variations = gr.Slider(1, N, value=UI.variations, step=1, label="Variations",
+                                           elem_id="variations")
+                    with gr.Accordion("Sampling", open=False):
+                        temperature = gr.Slider(
+                            0, 2, value=UI.temperature, step=0.05, label="Temperature",
+                            info="lower: safer; higher: wilder; 0: always the likeliest note")
+                        with gr.Row():
+                            top_k = gr.Slider(0, 100, value=UI.top_k, step=1, label="Top-k", info="0 = off")
+                            top_p = gr.Slider(0.05, 1, value=UI.top_p, step=0.01, label="Top-p")
+                        with gr.Row():
+                            greedy_mix = gr.Slider(0, 1, value=UI.greedy_mix, step=0.05, label="Greedy mix")
+                            repetition_penalty = gr.Slider(0.5, 2, value=UI.repetition_penalty, step=0.05,
+                                                           label="Repetition penalty")
+                    with gr.Accordion("Random seed, tempo and sound", open=False):
+                        with gr.Row():
+                            random_seed = gr.Checkbox(value=True, label="Random seed",
+                                                      info="untick to reproduce a result")
+                            seed = gr.Number(value=UI.seed, precision=0, label="Seed")
+                        with gr.Row():
+                            tempo = gr.Number(value=UI.tempo, label="Tempo override (BPM)",
+                                              info="0 = keep the seed's")
+                            soundfont = gr.Dropdown(list(SOUNDFONTS), value=FIRST_SOUNDFONT,
+                                                    label="Soundfont")
+                    generate_btn = gr.Button("Compose", variant="primary", size="lg", elem_id="compose")
+                with gr.Column(scale=3, min_width=420):
+                    status = gr.Markdown("Press **Compose** to hear what comes next.", elem_id="status")
+                    slots, tabs = [], []
+                    with gr.Tabs() as tabset:
+                        for i in range(N):
+                            with gr.Tab(f"Variation {i + 1}", id=i, visible=i == 0,
+                                        elem_id=f"variation-{i + 1}") as tab:
+                                tabs.append(tab)
+                                style_line = gr.Markdown(elem_classes="result-style")
+                                audio = gr.Audio(label="Listen", type="filepath", format="mp3",
+                                                 interactive=False, buttons=["download"],
+                                                 elem_classes="result-audio")
+                                roll = gr.Image(label="Piano roll", show_label=False, type="filepath",
+                                                interactive=False, buttons=[], elem_classes="result-roll")
+                                sheet = gr.HTML(label="Sheet music", show_label=True, container=True,
+                                                max_height=460, elem_classes="result-sheet",
+                                                js_on_load=None)
+                                files = gr.File(label="Download: MIDI, WAV, MusicXML", file_count="multiple",
+                                                interactive=False, elem_classes="result-files")
+                                slots += [audio, roll, sheet, files, style_line]
+                    with gr.Row(equal_height=True):
+                        continue_choice = gr.Radio(["1"], value="1", label="Continue from variation",
+                                                   visible=False, scale=2)
+                        continue_btn = gr.Button("Continue from this result →", interactive=False, scale=1,
+                                                 elem_id="continue")
+                        send_btn = gr.Button("Send to Analyze", interactive=False, scale=1,
+                                             elem_id="send-to-analyze")
+                        undo_btn = gr.Button("↩ Undo", interactive=False, scale=1, elem_id="undo")
+
+        with gr.Tab("Analyze", id="analyze", elem_id="analyze-tab"):
+            gr.Markdown("Which composer does a piano piece sound like? Upload a recording or a MIDI file "
+                        "(MIDI is rendered with the piano soundfont first).")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=320):
+                    analyze_file = gr.File(label="Recording or MIDI",
+                                           file_types=list(AUDIO_SUFFIXES + MIDI_SUFFIXES),
+                                           type="filepath", height=120, elem_id="analyze-file")
+                    analyze_btn = gr.Button("Analyze", variant="primary", size="lg", elem_id="analyze")
+                with gr.Column(scale=3, min_width=420):
+                    verdict = gr.Markdown("Upload a piece and press **Analyze**.", elem_id="verdict")
+                    # every class: the chart (and the API) show the whole distribution
+                    probabilities = gr.Label(label="Sounds like", elem_id="probabilities")
 
     settings = [style, seed_bars, bars, variations, temperature, top_k, top_p, greedy_mix,
                 repetition_penalty, random_seed, seed, tempo, soundfont]
-    layout = [tabset, *tabs, continue_choice, continue_btn, undo_btn]
+    layout = [tabset, *tabs, continue_choice, continue_btn, send_btn, undo_btn]
     generate_btn.click(generate, [seed_file, *settings, history], [seed, status, *slots, history],
                        api_name="generate").then(show_layout, history, layout, api_visibility="private")
     continue_btn.click(continue_from, [continue_choice, *settings, history],
@@ -210,10 +254,14 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
         show_layout, history, layout, api_visibility="private")
     undo_btn.click(undo, history, [seed_file, seed, status, *slots, history], api_visibility="private").then(
         show_layout, history, layout, api_visibility="private")
+    analyze_btn.click(classify, analyze_file, [probabilities, verdict], api_name="classify")
+    send_btn.click(send_to_analyze, [continue_choice, history], [analyze_file, main_tabs],
+                   api_visibility="private").success(classify, analyze_file, [probabilities, verdict],
+                                                     api_visibility="private")
     gr.on([seed_file.change, bars.change, tempo.change], logic.describe_seed,
           [seed_file, bars, tempo], seed_info, queue=False, show_progress="hidden", api_visibility="private")
 
 demo.queue(default_concurrency_limit=4)  # generation is batched and rendering threads; 4 keeps CPUs busy
 
 if __name__ == "__main__":
-    demo.launch(max_file_size=2 * MAX_MIDI_BYTES, theme=gr.themes.Soft(), css=CSS)
+    demo.launch(max_file_size=MAX_UPLOAD_BYTES, theme=gr.themes.Soft(), css=CSS)

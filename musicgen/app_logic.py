@@ -44,6 +44,7 @@ class Variation:
     musicxml: Path | None = None
     roll: Path | None = None
     svg: Path | None = None
+    sounds_like: str = ""  # "Sounds like: chopin 57%, liszt 35%"; empty without a classifier
 
     def downloads(self) -> list[str]:
         """MIDI, WAV and MusicXML paths that exist, for a download list."""
@@ -72,6 +73,13 @@ class History:
         if self.current is not None:
             self.past = (self.past + [self.current])[-MAX_UNDO:]
         self.current = result
+
+    def chosen(self, choice: str | int | None) -> Variation:
+        """The shown result's variation numbered choice (1-based; out of range: the nearest)."""
+        if self.current is None:
+            raise MusicgenError("generate something first")
+        n = len(self.current.variations)
+        return self.current.variations[min(max(int(choice or 1), 1), n) - 1]
 
     def undo(self) -> Result:
         """Go back to the previous result."""
@@ -194,6 +202,7 @@ def render_variations(scores: list[symusic.Score], split_tick: int, folder: Path
         render_all(score, wav=v.wav, mp3=v.mp3, svg=v.svg, roll=v.roll, musicxml=v.musicxml,
                    soundfont=soundfont, split_tick=split_tick or None,
                    title=f"{title} (variation {i + 1})" if len(scores) > 1 else title)
+        v.sounds_like = style_line(v.wav)
         return v
 
     out: list[Variation | None] = [None] * len(scores)
@@ -204,6 +213,21 @@ def render_variations(scores: list[symusic.Score], split_tick: int, folder: Path
             if progress is not None:
                 progress(0.3 + 0.7 * done / len(scores), desc=f"Rendered {done} of {len(scores)}")
     return out
+
+
+def style_line(wav: Path) -> str:
+    """'Sounds like: chopin 57%, liszt 35%' for a rendered WAV; empty without a classifier or verdict."""
+    from musicgen.classify import classify_file, load_classifier, sounds_like
+
+    start = time.perf_counter()
+    try:
+        result = classify_file(wav, load_classifier())
+    except MusicgenError as e:  # no classifier folder, or too short/silent to judge: omit the line
+        log.info("no style line for %s: %s", wav.name, e)
+        return ""
+    log.info("classified %s in %.2f s", wav.name, time.perf_counter() - start)
+    line = sounds_like(result)
+    return line[:1].upper() + line[1:]
 
 
 def sheet_html(svg: Path | None) -> str:

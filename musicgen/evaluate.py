@@ -175,16 +175,19 @@ def format_report(report: dict) -> str:
     tok = report["tokens"]
     n_tokens = tok["gru"]["tokens"]
     lines = [f"checkpoint {report['checkpoint']}; corpus {report['data_root']}",
-             f"held-out TEST pieces: {len(report['test_pieces'])} ({n_tokens:,} tokens); "
+             f"held-out {report['config'].get('split', 'test').upper()} pieces: "
+             f"{len(report['test_pieces'])} ({n_tokens:,} tokens); "
              f"baselines fitted on {report['train_pieces']} TRAIN pieces", "",
              f"{'next-token model':<22}{'NLL (nats)':>11}{'ppl':>9}{'top-1':>8}{'top-5':>8}"]
     for name, row in tok.items():
         label = {"gru": "GRU (checkpoint)", "unigram": "unigram (add-1)"}.get(name, f"{name} (mod. KN)")
         lines.append(f"{label:<22}{row['nll']:>11.3f}{row['ppl']:>9.2f}{row['top1']:>8.3f}{row['top5']:>8.3f}")
     cont, cfg = report["continuations"], report["config"]
-    lines += ["", f"continuations: {cfg['seed_bars']}-bar openings of {cont['pieces']} test pieces -> "
-              f"{cfg['bars']} bars (default sampling, seed = {cfg['sample_seed']} + piece index, "
-              f"style = composer); {len(cont['skipped_short'])} shorter test pieces skipped",
+    knobs = cont["settings"]
+    lines += ["", f"continuations: {cfg['seed_bars']}-bar openings of {cont['pieces']} held-out pieces -> "
+              f"{cfg['bars']} bars (temperature {knobs['temperature']}, top-p {knobs['top_p']}, "
+              f"seed = {cfg['sample_seed']} + piece index, "
+              f"style = composer); {len(cont['skipped_short'])} shorter pieces skipped",
               f"{'statistic':<40}{'generated: mean [p5, p95]':>30}{'real next bars: mean [p5, p95]':>34}"]
     for key, (label, digits) in STAT_NAMES.items():
         cells = [_cell(cont["stats"][key][side], digits) for side in ("generated", "held_out")]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = sorted((ROOT / "assets" / "examples").glob("*.mid"))[0]
 QUICK = {"bars": 2, "variations": 1, "api_name": "/generate"}  # small, so each request takes seconds
 SCRATCH = {**QUICK, "bars": 4, "random_seed": False}  # 2 bars from nothing can come out silent
-N_SLOTS = 4  # variation slots in the app; each has (audio, roll, sheet, downloads)
+N_SLOTS = 4  # variation slots in the app; each has (audio, roll, sheet, downloads, style line)
+PER_SLOT = 5
 
 
 @contextmanager
@@ -70,23 +73,24 @@ def midi_downloads(result) -> list[Path]:
     seed_used, status = result[:2]
     assert isinstance(seed_used, (int, float)) and status.startswith("**Done.**")
     slots = result[2:]
-    assert len(slots) == 4 * N_SLOTS
-    files = [f for i in range(N_SLOTS) for f in (slots[4 * i + 3] or [])]
+    assert len(slots) == PER_SLOT * N_SLOTS
+    files = [f for i in range(N_SLOTS) for f in (slots[PER_SLOT * i + 3] or [])]
     return [Path(f) for f in files if str(f).endswith(".mid")]
 
 
 def assert_good(result, variations: int = 1) -> symusic.Score:
-    """Every variation asked for came back with audio, roll, sheet and a MIDI with notes."""
+    """Every variation asked for came back with audio, roll, sheet, a style line and a MIDI with notes."""
     slots = result[2:]
     for i in range(N_SLOTS):
-        audio, roll, sheet, files = slots[4 * i: 4 * i + 4]
+        audio, roll, sheet, files, style = slots[PER_SLOT * i: PER_SLOT * (i + 1)]
         if i < variations:
             assert Path(audio).suffix == ".mp3" and Path(audio).stat().st_size > 1000
             assert Path(roll).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert "<svg" in sheet
             assert sorted(Path(f).suffix for f in files) == [".mid", ".musicxml", ".wav"]
+            assert re.fullmatch(r"Sounds like: \w+ \d+%, \w+ \d+%", style), style
         else:
-            assert audio is None and roll is None and not sheet and not files
+            assert audio is None and roll is None and not sheet and not files and not style
     mids = midi_downloads(result)
     assert len(mids) == variations
     score = symusic.Score(str(mids[0]))
@@ -171,3 +175,22 @@ def test_eight_concurrent_requests_all_get_results(client):
     for i, result in enumerate(results):
         assert_good(result)
         assert result[0] == i
+
+
+def test_classify_returns_probabilities_over_the_classes_for_an_example_midi(client):
+    label, verdict = client.predict(handle_file(EXAMPLE), api_name="/classify")
+    confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+    classes = json.loads((ROOT / "assets" / "classifier" / "config.json").read_text())["classes"]
+    assert sorted(confidences) == sorted(classes)
+    assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-3)
+    assert label["label"] == max(confidences, key=confidences.get)
+    assert EXAMPLE.name in verdict and f"sounds like: {label['label']} " in verdict
+
+
+def test_classify_junk_gets_the_library_error_and_the_app_keeps_serving(client, tmp_path):
+    junk = tmp_path / "notes.wav"
+    junk.write_text("just some text, not a recording\n")
+    with pytest.raises(AppError, match="(?i)could not be decoded as wav"):
+        client.predict(handle_file(junk), api_name="/classify")
+    label, _ = client.predict(handle_file(EXAMPLE), api_name="/classify")
+    assert len(label["confidences"]) > 1

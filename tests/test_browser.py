@@ -1,6 +1,7 @@
 """The web app in a real browser: Debian's Chromium, headless, driven by Playwright.
 
-Set MUSICGEN_SCREENSHOT=1 to also save docs/screenshot.png (kept out of CI runs).
+Set MUSICGEN_SCREENSHOT=1 to also save docs/screenshot.png and docs/screenshot-analyze.png
+(kept out of CI runs).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EXAMPLE = ROOT / "assets" / "examples" / "joplin-maple-leaf-rag.mid"
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
+SCREENSHOT_ANALYZE = ROOT / "docs" / "screenshot-analyze.png"
 TIMEOUT_MS = 60_000
 expect.set_options(timeout=TIMEOUT_MS)
 
@@ -97,3 +99,27 @@ def test_a_bad_upload_shows_its_reason_and_an_example_replaces_it(page, tmp_path
     expect(page.get_by_text("Not a MIDI file").first).to_be_visible()  # the error toast
     page.get_by_role("button", name="bach chorale bwv66").click()  # an example replaces it
     expect(page.locator("#seed-info")).to_contain_text("bach-chorale-bwv66.mid")
+
+
+def test_analyze_tab_shows_the_composer_probabilities_of_an_uploaded_midi(page):
+    page.get_by_role("tab", name="Analyze").click()
+    page.locator("#analyze-file input[type=file]").set_input_files(EXAMPLE)
+    page.locator("#analyze").click()
+    expect(page.locator("#verdict")).to_contain_text(f"{EXAMPLE.name} sounds like:")
+    bars = page.locator("#probabilities")
+    expect(bars).to_contain_text("%")
+    expect(bars).to_contain_text("chopin")  # every class gets a bar
+    expect(bars).to_contain_text("schubert")
+    if os.environ.get("MUSICGEN_SCREENSHOT") == "1":
+        for close in page.locator(".toast-close").all():  # the last test's error toast
+            close.click()
+        expect(page.locator(".toast-close")).to_have_count(0)
+        page.screenshot(path=str(SCREENSHOT_ANALYZE), full_page=True)
+
+
+def test_send_to_analyze_classifies_the_chosen_variation(page):
+    page.get_by_role("tab", name="Compose").click()
+    expect(page.locator("#variation-1 .prose.result-style")).to_contain_text("Sounds like:")
+    page.locator("#send-to-analyze").click()
+    expect(page.locator("#verdict")).to_contain_text("joplin-maple-leaf-rag-v1.wav sounds like:")
+    expect(page.locator("#analyze")).to_be_visible()  # the Analyze tab is open
