@@ -66,13 +66,13 @@ def _sync(device: str) -> None:
 
 
 def generation_speed(gen, seed: Path, batch: int, repeats: int, bars: int = 16) -> float:
-    """Median new tokens/s of full sampling (grammar, top-p) for `batch` variations."""
+    """Median new tokens/s of the sampling loop (priming, grammar, top-p) for `batch` variations."""
     from musicgen.sample import SampleConfig
 
     rates = []
     for r in range(repeats):
         res = gen.generate(seed, SampleConfig(bars=bars, variations=batch, seed=r))
-        rates.append(res.new_tokens / res.seconds)
+        rates.append(res.new_tokens / res.sample_seconds)
     return statistics.median(rates)
 
 
