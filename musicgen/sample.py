@@ -49,7 +49,8 @@ class Generation:
     device: str
     tokens: list[list[int]]  # seed + new token ids per variation
     notes: list[str] = field(default_factory=list)  # things the user should know
-    sample_seconds: float = 0.0  # the token loop alone (priming + one step per new token)
+    prime_seconds: float = 0.0  # reading the seed into the hidden state
+    sample_seconds: float = 0.0  # the token loop alone: one GRU step and one pick per new token
 
     def midi_bytes(self, only_continuation: bool = False) -> list[bytes]:
         """Standard MIDI files, whole or continuation only."""
@@ -88,7 +89,8 @@ class Grammar:
         self.allowed = {t: np.logical_or.reduce([self.type_mask.get(x, np.zeros(n, bool)) for x in nxt])
                         for t, nxt in self.NEXT.items()}
         self.bar_id = vocab["Bar_None"]
-        self.bar_only = self.type_mask["Bar"].copy()
+        self.bar_only_ids = self.type_mask["Bar"].nonzero()[0]
+        self.cache: dict[tuple, np.ndarray] = {}  # grammar state -> allowed ids: few hundred states
         pos = sorted((int(t.split("_")[1]), i) for t, i in vocab.items() if t.startswith("Position_"))
         self.pos_ids = np.array([i for _, i in pos])  # index = position value
         self.value = np.zeros(n, dtype=np.int64)
@@ -123,18 +125,28 @@ class RowState:
             self.prev = kind
         self.in_bar += 1
 
-    def mask(self, g: Grammar) -> np.ndarray:
+    def allowed(self, g: Grammar) -> np.ndarray:
+        """Sorted ids of the tokens that may come next."""
         if self.in_bar > MAX_TOKENS_PER_BAR and self.prev in ("Duration", "TimeSig", "Tempo"):
-            return g.bar_only
+            return g.bar_only_ids
+        key = (self.prev, self.ts_id if self.prev == "Bar" else None, self.pos, self.bar_len)
+        ids = g.cache.get(key)
+        if ids is None:
+            ids = g.cache[key] = self._allowed_ids(g)
+        if self.pitches and self.prev == "Duration":  # a pitch struck at this position cannot repeat
+            keep = np.ones(len(ids), dtype=bool)
+            keep[ids.searchsorted(sorted(self.pitches))] = False
+            ids = ids[keep]
+        return ids
+
+    def _allowed_ids(self, g: Grammar) -> np.ndarray:
         m = g.allowed[self.prev].copy()
         if self.prev == "Bar" and self.ts_id is not None:  # keep the meter once it is set
             m[:] = False
             m[self.ts_id] = True
         m[g.pos_ids[:self.pos + 1]] = False
         m[g.pos_ids[self.bar_len:]] = False
-        if self.pitches:
-            m[list(self.pitches)] = False
-        return m
+        return m.nonzero()[0]
 
 
 class Generator:
@@ -186,9 +198,11 @@ class Generator:
         for r in rows[1:]:
             r.__dict__.update({k: (set(v) if isinstance(v, set) else v) for k, v in rows[0].__dict__.items()})
         n_seed_bars = rows[0].bars
+        t_prime = time.perf_counter()
+        logits, h = self._prime(prime, cfg.variations)
         t_loop = time.perf_counter()
-        new = self._sample(prime, rows, cfg, n_seed_bars)
-        t_loop = time.perf_counter() - t_loop
+        new = self._sample(logits, h, rows, cfg, n_seed_bars)
+        t_prime, t_loop = t_loop - t_prime, time.perf_counter() - t_loop
         tokens = [seed_ids + row for row in new]
         scores = [tk.decode(self.tokenizer, ids) for ids in tokens]
         starts = tk.bar_starts(scores[0], scores[0].end() + 1)
@@ -199,24 +213,29 @@ class Generator:
         if seed is None:
             notes.append(f"composed from scratch in the style: {cfg.style}")
         return Generation(scores, split, sum(len(r) for r in new), time.perf_counter() - t0,
-                          self.device, tokens, notes, sample_seconds=t_loop)
+                          self.device, tokens, notes, prime_seconds=t_prime, sample_seconds=t_loop)
 
-    def _sample(self, prime: list[int], rows: list[RowState], cfg: SampleConfig,
+    def _prime(self, prime: list[int], B: int) -> tuple[np.ndarray, torch.Tensor]:
+        """Read the style token and the seed in one pass: next-token logits (B, V), state (L, B, H)."""
+        logits, _, h = self.model(torch.tensor([prime], device=self.device))
+        logits = np.repeat(logits[:, -1].float().cpu().numpy(), B, axis=0)
+        return logits, h.repeat(1, B, 1)  # every variation starts from the primed state
+
+    def _sample(self, logits: np.ndarray, h: torch.Tensor, rows: list[RowState], cfg: SampleConfig,
                 start_bars: int) -> list[list[int]]:
         g, B = self.grammar, len(rows)
         rng = np.random.default_rng(cfg.seed)
-        logits, _, h = self.model(torch.tensor([prime], device=self.device))
-        logits = np.repeat(logits[:, -1].float().cpu().numpy(), B, axis=0)  # (B, V)
-        h = h.repeat(1, B, 1)  # (L, B, H): every variation starts from the primed state
         feed = torch.zeros(B, dtype=torch.long)
         feed_np = feed.numpy()  # shares memory with `feed`: no tensor built per step
         out: list[list[int]] = [[] for _ in range(B)]
         done = [False] * B
-        masks = np.stack([g.bar_only] * B)  # the continuation opens a fresh bar
-        for _ in range(cfg.bars * (MAX_TOKENS_PER_BAR + 1)):
-            nxt = pick(logits, masks, cfg, rng, out)
+        allowed = [g.bar_only_ids] * B  # the continuation opens a fresh bar
+        for step in range(cfg.bars * (MAX_TOKENS_PER_BAR + 1)):
+            if step % 256 == 0:  # two uniforms per row and step, drawn in blocks
+                uniforms = rng.random((256, 2 * B))
+            nxt = pick(logits, allowed, cfg, uniforms[step % 256], out)
             for b in range(B):
-                tok = int(nxt[b])
+                tok = nxt[b]
                 if not done[b] and tok == g.bar_id and rows[b].bars - start_bars >= cfg.bars:
                     done[b] = True
                 if done[b]:
@@ -225,46 +244,49 @@ class Generator:
                 rows[b].update(g, tok)
                 out[b].append(tok)
                 feed_np[b] = tok
-                masks[b] = rows[b].mask(g)
+                allowed[b] = rows[b].allowed(g)
             if all(done):
                 break
-            step_logits, h = self.model.step(feed.to(self.device), h)
-            logits = step_logits.float().cpu().numpy()
+            step_logits, h = self.model.step(feed if self.device == "cpu" else feed.to(self.device), h)
+            logits = step_logits.numpy() if self.device == "cpu" else step_logits.float().cpu().numpy()
         return out
 
 
-def pick(logits: np.ndarray, mask: np.ndarray, cfg: SampleConfig, rng: np.random.Generator,
-         history: list[list[int]]) -> np.ndarray:
-    """Next token per row (B,) from logits (B, V) under the grammar mask and the sampling knobs.
+def pick(logits: np.ndarray, allowed: list[np.ndarray], cfg: SampleConfig, u: np.ndarray,
+         history: list[list[int]]) -> list[int]:
+    """Next token per row from logits (B, V), the grammar's allowed ids per row, the sampling
+    knobs and two uniforms per row (u: (2B,), one to sample, one for the greedy coin).
 
     Only the tokens the grammar allows are looked at (16 velocities, 64 durations, ...), in
     NumPy, where an op on a few dozen floats costs a microsecond: sampling stays cheap next
     to the GRU step.
     """
     B = len(logits)
-    u = rng.random(2 * B)  # always two draws per row: one to sample, one for the greedy coin
-    out = np.empty(B, dtype=np.int64)
+    out = [0] * B
     for b in range(B):
-        idx = np.flatnonzero(mask[b])
-        z = logits[b, idx]
+        idx = allowed[b]
+        z = logits[b][idx]  # not logits[b, idx]: a quarter of the cost
         if cfg.repetition_penalty != 1.0 and history[b]:
             seen = np.isin(idx, history[b][-cfg.repetition_window:])
             pen = cfg.repetition_penalty
             z = np.where(seen, np.where(z > 0, z / pen, z * pen), z)
         if cfg.temperature <= 0 or u[B + b] < cfg.greedy_mix:
-            out[b] = idx[z.argmax()]
+            out[b] = int(idx[z.argmax()])
             continue
-        p = np.exp((z - z.max()) / cfg.temperature)
-        if cfg.top_k > 0 or cfg.top_p < 1.0:
-            order = np.argsort(-p, kind="stable")
-            p = p[order]
-            keep = min(len(p), cfg.top_k) if cfg.top_k > 0 else len(p)
-            if cfg.top_p < 1.0:  # the smallest set holding top_p of the mass, crossing token included
-                cum = np.cumsum(p)
-                keep = min(keep, int(np.searchsorted(cum, cfg.top_p * cum[-1])) + 1)
-            idx, p = idx[order[:keep]], p[:keep]
-        cum = np.cumsum(p)
-        out[b] = idx[min(int(np.searchsorted(cum, u[b] * cum[-1], side="right")), len(idx) - 1)]
+        if len(idx) == 1:
+            out[b] = int(idx[0])
+            continue
+        # Sort once, descending; the nucleus is then a prefix of the running sum, and the
+        # sample is drawn from that same running sum. Array methods, not np.* functions: on
+        # arrays this small the function dispatch costs as much as the work.
+        order = z.argsort()[::-1]
+        zs = z[order]
+        cum = np.exp((zs - zs[0]) / cfg.temperature).cumsum()
+        keep = min(len(cum), cfg.top_k) if cfg.top_k > 0 else len(cum)
+        if cfg.top_p < 1.0:  # the smallest set holding top_p of the mass, crossing token included
+            keep = min(keep, int(cum.searchsorted(cfg.top_p * cum[-1])) + 1)
+        j = int(cum.searchsorted(u[b] * cum[keep - 1], side="right"))
+        out[b] = int(idx[order[min(j, keep - 1)]])
     return out
 
 
