@@ -6,6 +6,7 @@ output decodes to valid MIDI with zero token errors at any temperature.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import time
 from dataclasses import dataclass, field
@@ -261,8 +262,8 @@ def pick(logits: np.ndarray, allowed: list[np.ndarray], cfg: SampleConfig, u: np
     NumPy, where an op on a few dozen floats costs a microsecond: sampling stays cheap next
     to the GRU step.
     """
-    B = len(logits)
-    out = [0] * B
+    B, out = len(logits), [0] * len(logits)
+    temperature, top_k, top_p = cfg.temperature, cfg.top_k, cfg.top_p
     for b in range(B):
         idx = allowed[b]
         z = logits[b][idx]  # not logits[b, idx]: a quarter of the cost
@@ -270,22 +271,22 @@ def pick(logits: np.ndarray, allowed: list[np.ndarray], cfg: SampleConfig, u: np
             seen = np.isin(idx, history[b][-cfg.repetition_window:])
             pen = cfg.repetition_penalty
             z = np.where(seen, np.where(z > 0, z / pen, z * pen), z)
-        if cfg.temperature <= 0 or u[B + b] < cfg.greedy_mix:
+        if temperature <= 0 or (cfg.greedy_mix and u[B + b] < cfg.greedy_mix):
             out[b] = int(idx[z.argmax()])
             continue
         if len(idx) == 1:
             out[b] = int(idx[0])
             continue
         # Sort once, descending; the nucleus is then a prefix of the running sum, and the
-        # sample is drawn from that same running sum. Array methods, not np.* functions: on
-        # arrays this small the function dispatch costs as much as the work.
+        # sample is drawn from that same running sum. Array methods, not np.* functions, and
+        # bisect on a list: on arrays this small, call overhead costs as much as the work.
         order = z.argsort()[::-1]
         zs = z[order]
-        cum = np.exp((zs - zs[0]) / cfg.temperature).cumsum()
-        keep = min(len(cum), cfg.top_k) if cfg.top_k > 0 else len(cum)
-        if cfg.top_p < 1.0:  # the smallest set holding top_p of the mass, crossing token included
-            keep = min(keep, int(cum.searchsorted(cfg.top_p * cum[-1])) + 1)
-        j = int(cum.searchsorted(u[b] * cum[keep - 1], side="right"))
+        cum = np.exp((zs - zs[0]) / temperature).cumsum().tolist()
+        keep = min(len(cum), top_k) if top_k > 0 else len(cum)
+        if top_p < 1.0:  # the smallest set holding top_p of the mass, crossing token included
+            keep = min(keep, bisect.bisect_left(cum, top_p * cum[-1]) + 1)
+        j = bisect.bisect_right(cum, u[b] * cum[keep - 1], 0, keep)
         out[b] = int(idx[order[min(j, keep - 1)]])
     return out
 

@@ -1,0 +1,30 @@
+"""Rebuild docs/examples/generated-*: the shipped model continuing a shipped example seed.
+
+Run: `python scripts/make_doc_example.py`. The output depends only on the checkpoint in
+assets/model, the seed and the settings below (same seed, same MIDI).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from musicgen.render import render_all
+from musicgen.sample import Generator, SampleConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "assets" / "examples" / "mozart-quartet-k80.mid"
+CONFIG = SampleConfig(bars=16, style="mozart", seed=3)
+
+
+def main() -> None:
+    out = ROOT / "docs" / "examples"
+    result = Generator(ROOT / "assets" / "model", "cpu").generate(SEED, CONFIG)
+    (out / "generated.mid").write_bytes(result.midi_bytes()[0])
+    render_all(result.scores[0], mp3=out / "generated.mp3", svg=out / "generated.svg",
+               roll=out / "generated-roll.png", musicxml=out / "generated.musicxml",
+               split_tick=result.split_tick, title="Mozart K. 80 opening, continued by musicgen")
+    print(result.describe())
+
+
+if __name__ == "__main__":
+    main()
