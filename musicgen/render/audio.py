@@ -2,7 +2,6 @@
 
 from __future__ import annotations  # symusic.Score is a factory, not a type, in hints
 
-import threading
 from ctypes import c_int, c_void_p
 from pathlib import Path
 
@@ -128,8 +127,6 @@ class _Synth:
         return out
 
 
-_SYNTHS: dict[tuple[Path, int], _Synth] = {}
-_LOCK = threading.Lock()  # guards the cache and each render: a synth holds playing state
 
 
 def _events(score: symusic.Score, sample_rate: int) -> tuple[list[tuple], dict[int, int], float]:
@@ -176,11 +173,14 @@ def render_audio(
     n_samples = round((end_sec + TAIL_SEC) * sample_rate)
     n_samples += -n_samples % 64  # whole 64-sample FluidSynth blocks: the next render starts block-aligned
     events = [e for e in events if e[0] < n_samples]  # controls long after the last note
-    key = (sf_path.resolve(), sample_rate)
-    with _LOCK:
-        if key not in _SYNTHS:
-            _SYNTHS[key] = _Synth(sf_path, sample_rate)
-        audio = _SYNTHS[key].render(events, programs, n_samples)
+    # A fresh synth per render: FluidSynth's reverb keeps modulating between renders, so a
+    # reused synth never plays the same MIDI the same way twice. A new one costs about 9 ms
+    # once the soundfont is in the OS cache, and renders can then run side by side.
+    synth = _Synth(sf_path, sample_rate)
+    try:
+        audio = synth.render(events, programs, n_samples)
+    finally:
+        synth.synth.delete()
     fade = round(FADE_SEC * sample_rate)
     audio[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
     return _normalise(audio)

@@ -201,7 +201,7 @@ def _chord(c: Chunk, sharps: int, key_alter: dict[str, int], accidentals: dict[t
 
 def build_score(midi: str | Path | symusic.Score, title: str = "musicgen", split_tick: int | None = None):
     """A music21 Score (grand staff, quantised, key and metre from the MIDI) ready for MusicXML."""
-    from music21 import bar, clef, expressions, key, layout, metadata, meter, note, stream, tempo
+    from music21 import bar, clef, expressions, instrument, key, layout, metadata, meter, note, stream, tempo
 
     score = load_midi(midi)
     notes = quantise(score)
@@ -222,6 +222,9 @@ def build_score(midi: str | Path | symusic.Score, title: str = "musicgen", split
     staves = []
     for treble in (True, False):
         part = stream.PartStaff()
+        piano = instrument.Instrument()
+        piano.partId = "P1"  # music21 would pick a random id: same MIDI, same MusicXML
+        part.insert(0, piano)
         staff = [n for n in notes if (n[2] >= SPLIT_PITCH) == treble]
         chunks = staff_chunks(staff, bar_len, n_bars, split, compound=den == 8 and num % 3 == 0)
         for i, bar_chunks in enumerate(chunks):
@@ -323,6 +326,7 @@ def musicxml_to_svg(xml: str, page_width: int = 1000) -> str:
                 "footer": "none",
                 "spacingSystem": 10,
                 "breaks": "auto",
+                "xmlIdSeed": 1,  # element ids from a fixed seed: same MusicXML, same SVG
             }
         )
         if not _TOOLKIT.loadData(xml):
