@@ -226,6 +226,7 @@ class Generator:
                 start_bars: int) -> list[list[int]]:
         g, B = self.grammar, len(rows)
         rng = np.random.default_rng(cfg.seed)
+        on_cpu = self.device == "cpu"  # then no copies: the logits' memory is read in place
         feed = torch.zeros(B, dtype=torch.long)
         feed_np = feed.numpy()  # shares memory with `feed`: no tensor built per step
         out: list[list[int]] = [[] for _ in range(B)]
@@ -248,8 +249,8 @@ class Generator:
                 allowed[b] = rows[b].allowed(g)
             if all(done):
                 break
-            step_logits, h = self.model.step(feed if self.device == "cpu" else feed.to(self.device), h)
-            logits = step_logits.numpy() if self.device == "cpu" else step_logits.float().cpu().numpy()
+            step_logits, h = self.model.step(feed if on_cpu else feed.to(self.device), h)
+            logits = step_logits.numpy() if on_cpu else step_logits.float().cpu().numpy()
         return out
 
 

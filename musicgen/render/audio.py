@@ -80,7 +80,7 @@ def _import_fluidsynth():
 
 
 class _Synth:
-    """One FluidSynth instance with one soundfont loaded; render() is not reentrant."""
+    """One FluidSynth instance with one soundfont loaded, for one render."""
 
     def __init__(self, soundfont: Path, sample_rate: int):
         fluidsynth = _import_fluidsynth()
@@ -107,7 +107,6 @@ class _Synth:
     def render(self, events: list[tuple], programs: dict[int, int], n_samples: int) -> np.ndarray:
         """Play (sample, order, kind, channel, a, b) events sorted by time; return (n, 2) float32."""
         s = self.synth
-        s.system_reset()  # ends the last render's notes; what is left of its tail is below -100 dB
         for chan, program in programs.items():
             bank = 128 if chan == DRUM_CHANNEL else 0
             if s.program_select(chan, self.sfid, bank, program) < 0:  # e.g. a piano-only soundfont
@@ -125,8 +124,6 @@ class _Synth:
                 s.cc(chan, a, b)
         self._pull(out, pos, n_samples)
         return out
-
-
 
 
 def _events(score: symusic.Score, sample_rate: int) -> tuple[list[tuple], dict[int, int], float]:
@@ -171,7 +168,6 @@ def render_audio(
     if not programs:
         raise MusicgenError("the MIDI has no notes to render")
     n_samples = round((end_sec + TAIL_SEC) * sample_rate)
-    n_samples += -n_samples % 64  # whole 64-sample FluidSynth blocks: the next render starts block-aligned
     events = [e for e in events if e[0] < n_samples]  # controls long after the last note
     # A fresh synth per render: FluidSynth's reverb keeps modulating between renders, so a
     # reused synth never plays the same MIDI the same way twice. A new one costs about 9 ms
