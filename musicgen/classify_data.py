@@ -2,6 +2,7 @@
 
 `python -m musicgen.classify_data train --data DIR [--out runs/classifier] [flags]`
 `python -m musicgen.classify_data fidelity [--checkpoint assets/model] [--n 8] [--json OUT] [--data DIR]`
+`python -m musicgen.classify_data crossval --data DIR [--folds 5] [--out DIR]` (classify_cv.py)
 
 Every piece of a composer with at least `min_pieces` files is rendered whole with the shipped
 piano soundfont at 16 kHz and turned into log-mel frames once (runs/classifier-cache/).
@@ -347,30 +348,22 @@ def write_curves(history: list[dict], path: Path) -> None:
 
 # ---- training --------------------------------------------------------------------------------
 
-def train_classifier(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig) -> Path:
-    """Render and cache the corpus, train with early stopping, evaluate on test; returns the run folder."""
-    if not tcfg.data or not Path(tcfg.data).is_dir():
-        raise MusicgenError(f"the corpus folder {tcfg.data or '(none)'} does not exist; pass --data DIR")
-    torch.manual_seed(tcfg.seed)
-    out = Path(tcfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cpu0 = time.process_time()
-    classes, pieces, skipped = load_pieces(tcfg.data, tcfg.min_pieces, fcfg, tcfg.cache, tcfg.transposed)
-    feature_cpu = time.process_time() - cpu0
-    split = {s: [p for p in pieces if p.split == s] for s in ("train", "val", "test")}
-    print(f"classes ({len(classes)}): {', '.join(classes)}; pieces train/val/test "
-          f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])}; "
-          f"features in {feature_cpu / 60:.1f} CPU min", flush=True)
+def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list[str],
+        train: list[PieceMel], val: list[PieceMel]) -> tuple[Classifier, list[dict], float]:
+    """Train on random crops of `train`, keep the weights with the best validation clip accuracy.
 
-    mcfg.n_mels, mcfg.n_classes = fcfg.n_mels, len(classes)
+    Returns the classifier, the per-epoch history and the CPU seconds the loop took.
+    """
+    torch.manual_seed(tcfg.seed)
+    mcfg = ModelConfig(**{**asdict(mcfg), "n_mels": fcfg.n_mels, "n_classes": len(classes)})
     model = StyleGRU(mcfg)
-    frames = np.concatenate([p.mel for p in split["train"]]).astype(np.float32)
+    frames = np.concatenate([p.mel for p in train]).astype(np.float32)
     model.feat_mean.copy_(torch.from_numpy(frames.mean(axis=0)))
     model.feat_std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-3))
     del frames
     ema = copy.deepcopy(model)  # what is evaluated and saved
     clf = Classifier(ema, classes, fcfg, {})
-    sampler = ClipSampler(split["train"], len(classes), fcfg.clip_frames, tcfg.gain_db, tcfg.masks,
+    sampler = ClipSampler(train, len(classes), fcfg.clip_frames, tcfg.gain_db, tcfg.masks,
                           model.feat_mean.numpy(), tcfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     history, best, best_state, stale = [], (-1.0, 0.0), None, 0
@@ -390,31 +383,45 @@ def train_classifier(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig) 
                     avg.lerp_(now, 1.0 - tcfg.ema)
             losses.append(loss.item())
         ema.eval()
-        val = evaluate_model(clf, split["val"])
+        v = evaluate_model(clf, val)
         cpu_min = (time.process_time() - cpu_start) / 60
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_clip_nll": val["clip_nll"],
-               "val_clip_accuracy": val["clip_accuracy"], "val_piece_accuracy": val["piece_accuracy"],
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_clip_nll": v["clip_nll"],
+               "val_clip_accuracy": v["clip_accuracy"], "val_piece_accuracy": v["piece_accuracy"],
                "cpu_minutes": round(cpu_min, 2)}
         history.append(row)
-        key = (val["clip_accuracy"], -val["clip_nll"])  # ties go to the more confident-when-right model
+        key = (v["clip_accuracy"], -v["clip_nll"])  # ties go to the more confident-when-right model
         improved = key > best
         if improved:
             best, best_state, stale = key, copy.deepcopy(ema.state_dict()), 0
         else:
             stale += 1
-        print(f"epoch {epoch}: train {row['train_loss']:.3f}  val clip acc {val['clip_accuracy']:.3f} "
-              f"nll {val['clip_nll']:.3f}  piece acc {val['piece_accuracy']:.3f}  "
+        print(f"epoch {epoch}: train {row['train_loss']:.3f}  val clip acc {v['clip_accuracy']:.3f} "
+              f"nll {v['clip_nll']:.3f}  piece acc {v['piece_accuracy']:.3f}  "
               f"({cpu_min:.1f} CPU min){'  *best*' if improved else ''}", flush=True)
-        write_curves(history, out / "curves.png")
         if stale >= tcfg.patience or cpu_min >= tcfg.max_cpu_minutes:
             print("stopping: " + ("CPU budget reached" if stale < tcfg.patience
                                   else f"no better validation accuracy for {stale} epochs"), flush=True)
             break
-    train_cpu = time.process_time() - cpu_start
-    model = ema
-    model.load_state_dict(best_state)
-    model.eval()
+    ema.load_state_dict(best_state)
+    ema.eval()
+    return clf, history, time.process_time() - cpu_start
 
+
+def train_classifier(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig) -> Path:
+    """Render and cache the corpus, train with early stopping, evaluate on test; returns the run folder."""
+    if not tcfg.data or not Path(tcfg.data).is_dir():
+        raise MusicgenError(f"the corpus folder {tcfg.data or '(none)'} does not exist; pass --data DIR")
+    out = Path(tcfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cpu0 = time.process_time()
+    classes, pieces, skipped = load_pieces(tcfg.data, tcfg.min_pieces, fcfg, tcfg.cache, tcfg.transposed)
+    feature_cpu = time.process_time() - cpu0
+    split = {s: [p for p in pieces if p.split == s] for s in ("train", "val", "test")}
+    print(f"classes ({len(classes)}): {', '.join(classes)}; pieces train/val/test "
+          f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])}; "
+          f"features in {feature_cpu / 60:.1f} CPU min", flush=True)
+    clf, history, train_cpu = fit(tcfg, mcfg, fcfg, classes, split["train"], split["val"])
+    write_curves(history, out / "curves.png")
     test = evaluate_model(clf, split["test"])
     val = evaluate_model(clf, split["val"])
     base = baseline(classes, split["train"], split["val"], split["test"], fcfg, tcfg.baseline_clips)
@@ -426,8 +433,8 @@ def train_classifier(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig) 
             "piece_counts": dict(Counter(style_of(p.path) for p in pieces)),
             "skipped_files": skipped, "attribution": ATTRIBUTION, "soundfont": "fluidr3-grand-piano.sf2",
             "cpu_minutes": {"features": round(feature_cpu / 60, 2), "training": round(train_cpu / 60, 2)},
-            "params": sum(p.numel() for p in model.parameters())}
-    save_classifier(out / "best", model, classes, fcfg, meta)
+            "params": sum(p.numel() for p in clf.model.parameters())}
+    save_classifier(out / "best", clf.model, classes, fcfg, meta)
     plot_confusion(test, classes, out / "confusion.png")
     (out / "report.json").write_text(json.dumps(meta, indent=1))
     print(format_report(metrics))
@@ -541,6 +548,11 @@ def main(argv: list[str] | None = None) -> int:
     add_dataclass_args(t, TrainConfig)
     add_dataclass_args(t, ModelConfig, skip=("n_mels", "n_classes"))
     add_dataclass_args(t, FeatureConfig)
+    cv = sub.add_parser("crossval", help="k-fold piece-level accuracy of the GRU and the baseline")
+    add_dataclass_args(cv, TrainConfig)
+    add_dataclass_args(cv, ModelConfig, skip=("n_mels", "n_classes"))
+    add_dataclass_args(cv, FeatureConfig)
+    cv.add_argument("--folds", type=int, default=5)
     f = sub.add_parser("fidelity", help="classify generated pieces per requested style")
     f.add_argument("--checkpoint", default=None, help="generator folder (default: assets/model)")
     f.add_argument("--classifier", default=str(ASSET_DIR))
@@ -555,6 +567,11 @@ def main(argv: list[str] | None = None) -> int:
             train_classifier(from_args(TrainConfig, args), from_args(ModelConfig, args),
                              from_args(FeatureConfig, args))
             return 0
+        if args.command == "crossval":
+            from musicgen.classify_cv import main as crossval_main
+
+            return crossval_main(from_args(TrainConfig, args), from_args(ModelConfig, args),
+                                 from_args(FeatureConfig, args), args.folds)
         from musicgen.checkpoint import DEFAULT_CHECKPOINT
         from musicgen.sample import Generator
 

@@ -233,8 +233,8 @@ class Generator:
         done = [False] * B
         allowed = [g.bar_only_ids] * B  # the continuation opens a fresh bar
         for step in range(cfg.bars * (MAX_TOKENS_PER_BAR + 1)):
-            if step % 256 == 0:  # two uniforms per row and step, drawn in blocks
-                uniforms = rng.random((256, 2 * B))
+            if step % 256 == 0:  # two uniforms per row and step, drawn in blocks, as floats
+                uniforms = rng.random((256, 2 * B)).tolist()
             nxt = pick(logits, allowed, cfg, uniforms[step % 256], out)
             for b in range(B):
                 tok = nxt[b]
@@ -254,41 +254,43 @@ class Generator:
         return out
 
 
-def pick(logits: np.ndarray, allowed: list[np.ndarray], cfg: SampleConfig, u: np.ndarray,
+def pick(logits: np.ndarray, allowed: list[np.ndarray], cfg: SampleConfig, u: list[float],
          history: list[list[int]]) -> list[int]:
     """Next token per row from logits (B, V), the grammar's allowed ids per row, the sampling
-    knobs and two uniforms per row (u: (2B,), one to sample, one for the greedy coin).
+    knobs and two uniforms per row (u: 2B floats, one to sample, one for the greedy coin).
 
     Only the tokens the grammar allows are looked at (16 velocities, 64 durations, ...), in
-    NumPy, where an op on a few dozen floats costs a microsecond: sampling stays cheap next
-    to the GRU step.
+    NumPy, where an op on a few dozen floats costs under a microsecond: sampling stays cheap
+    next to the GRU step.
     """
-    B, out = len(logits), [0] * len(logits)
+    B, out = len(allowed), []
     temperature, top_k, top_p = cfg.temperature, cfg.top_k, cfg.top_p
     for b in range(B):
         idx = allowed[b]
-        z = logits[b][idx]  # not logits[b, idx]: a quarter of the cost
+        if len(idx) == 1:
+            out.append(int(idx[0]))
+            continue
+        z = logits[b].take(idx)  # not logits[b, idx]: a quarter of the cost
         if cfg.repetition_penalty != 1.0 and history[b]:
             seen = np.isin(idx, history[b][-cfg.repetition_window:])
             pen = cfg.repetition_penalty
             z = np.where(seen, np.where(z > 0, z / pen, z * pen), z)
         if temperature <= 0 or (cfg.greedy_mix and u[B + b] < cfg.greedy_mix):
-            out[b] = int(idx[z.argmax()])
-            continue
-        if len(idx) == 1:
-            out[b] = int(idx[0])
+            out.append(int(idx[z.argmax()]))
             continue
         # Sort once, descending; the nucleus is then a prefix of the running sum, and the
-        # sample is drawn from that same running sum. Array methods, not np.* functions, and
-        # bisect on a list: on arrays this small, call overhead costs as much as the work.
+        # sample is drawn from that same running sum. In-place array methods and bisect on a
+        # list: on arrays this small, call overhead and allocation cost as much as the work.
         order = z.argsort()[::-1]
-        zs = z[order]
-        cum = np.exp((zs - zs[0]) / temperature).cumsum().tolist()
+        zs = z.take(order)
+        zs -= zs[0]
+        zs /= temperature
+        cum = np.exp(zs, out=zs).cumsum().tolist()
         keep = min(len(cum), top_k) if top_k > 0 else len(cum)
         if top_p < 1.0:  # the smallest set holding top_p of the mass, crossing token included
             keep = min(keep, bisect.bisect_left(cum, top_p * cum[-1]) + 1)
         j = bisect.bisect_right(cum, u[b] * cum[keep - 1], 0, keep)
-        out[b] = int(idx[order[min(j, keep - 1)]])
+        out.append(int(idx[order[min(j, keep - 1)]]))
     return out
 
 

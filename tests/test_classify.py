@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -193,3 +195,45 @@ def test_shipped_classifier_loads_and_lists_its_classes():
     assert "piano-midi.de" in config["attribution"]
     assert (cl.ASSET_DIR / "model.safetensors").stat().st_size <= 5_000_000
     assert set(config["split"]) == {"train", "val", "test"}
+
+
+def test_folds_are_stratified_by_composer_and_fixed_by_the_paths():
+    from musicgen.classify_cv import assign_folds
+
+    paths = [f"{c}/{i}.mid" for c in ("a", "b") for i in range(7)]
+    folds = assign_folds(paths, 3)
+    assert folds == assign_folds(list(reversed(paths)), 3)
+    for c in ("a", "b"):
+        assert sorted(Counter(f for p, f in folds.items() if p.startswith(c)).values()) == [2, 2, 3]
+
+
+def test_exact_binomial_and_mcnemar_p_values():
+    from musicgen.classify_cv import binomial_two_sided, mcnemar
+
+    assert binomial_two_sided(0, 5) == pytest.approx(2 / 32)
+    assert binomial_two_sided(1, 10) == pytest.approx(22 / 1024)
+    assert binomial_two_sided(5, 10) == pytest.approx(1.0)
+    assert binomial_two_sided(3, 9, 1 / 9) == pytest.approx(1 - sum(
+        math.comb(9, i) * (1 / 9) ** i * (8 / 9) ** (9 - i) for i in range(3)))
+    gru = [True, True, True, False, True, False]
+    base = [False, False, True, False, True, True]
+    assert mcnemar(gru, base) == {"only_first": 2, "only_second": 1, "p_value": pytest.approx(1.0)}
+
+
+def test_crossval_holds_out_every_piece_once_for_both_models(tiny_corpus, tmp_path):
+    from musicgen.classify_cv import crossval
+    from musicgen.classify_data import TrainConfig
+
+    tcfg = TrainConfig(data=str(tiny_corpus), out=str(tmp_path), cache=str(tmp_path / "cache"), min_pieces=8,
+                       batch_size=4, steps_per_epoch=2, max_epochs=1, baseline_clips=2)
+    report = crossval(tcfg, cl.ModelConfig(n_proj=8, n_hidden=8, n_layer=1), cl.FeatureConfig(), folds=4)
+    rows = report["per_piece"]
+    assert sorted(r["path"] for r in rows) == sorted(f"{c}/piece{i}.mid" for c in ("alpha", "beta")
+                                                     for i in range(8))
+    assert Counter(r["fold"] for r in rows) == {0: 4, 1: 4, 2: 4, 3: 4}
+    for name in ("gru", "baseline"):
+        assert report[name]["piece_hits"] == sum(r[name] == r["true"] for r in rows)
+        assert report[name]["pieces"] == 16 and report[name]["clips"] == 32  # two 10 s clips per 16 s piece
+    only_gru = sum(r["gru"] == r["true"] != r["baseline"] for r in rows)
+    assert report["gru_vs_baseline"]["only_first"] == only_gru
+    assert report["chance"]["majority_piece_accuracy"] == 0.5

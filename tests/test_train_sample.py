@@ -174,3 +174,25 @@ def test_torchrun_ddp_trains_on_two_processes(tiny_corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "best" / "model.safetensors").is_file()
     assert len((out / "loss.csv").read_text().splitlines()) == 2
+
+
+def test_pick_draws_from_the_nucleus_by_inverse_cdf_over_allowed_ids():
+    import numpy as np
+
+    from musicgen.sample import pick
+
+    logits = np.full((1, 10), 50.0, dtype=np.float32)  # disallowed ids would win if looked at
+    allowed = np.array([2, 4, 6, 8])
+    logits[0, allowed] = np.log([0.5, 0.3, 0.15, 0.05])
+    cfg = SampleConfig(temperature=1.0, top_p=0.75)  # nucleus: ids 2 and 4 (0.5 + 0.3 >= 0.75)
+
+    def draw(u, c=cfg):
+        return pick(logits, [allowed], c, [u, 0.99], [[]])[0]
+
+    # the nucleus renormalised: id 2 below u = 0.5 / 0.8 = 0.625, id 4 above
+    assert [draw(u) for u in (0.0, 0.62, 0.63, 0.999)] == [2, 2, 4, 4]
+    assert draw(0.99, SampleConfig(temperature=1.0, top_p=1.0)) == 8
+    assert draw(0.99, SampleConfig(temperature=1.0, top_p=1.0, top_k=2)) == 4
+    assert draw(0.99, SampleConfig(temperature=0.0)) == 2  # greedy
+    assert pick(logits, [allowed], SampleConfig(greedy_mix=0.5), [0.99, 0.3], [[]]) == [2]
+    assert pick(logits, [np.array([7])], cfg, [0.5, 0.5], [[]]) == [7]
