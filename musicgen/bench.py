@@ -30,16 +30,16 @@ def example_seed() -> Path:
 
 
 @torch.no_grad()
-def gru_ceiling(model, device: str, steps: int, batch: int = 1) -> float:
-    """Tokens/s of the bare model step (embedding, GRU, head) fed a fixed token: no sampling."""
+def gru_ceiling(step, device: str, steps: int, batch: int = 1) -> float:
+    """Tokens/s of the bare generator step (embedding, GRU, head) fed a fixed token: no sampling."""
     idx = torch.zeros(batch, dtype=torch.long, device=device)
     h = None
     for _ in range(20):
-        _, h = model.step(idx, h)
+        _, h = step(idx, h)
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        _, h = model.step(idx, h)
+        _, h = step(idx, h)
     _sync(device)
     return steps * batch / (time.perf_counter() - t0)
 
@@ -86,7 +86,7 @@ def generation_and_ceiling(gen, seed: Path, repeats: int) -> tuple[float, float]
     for r in range(repeats):
         res = gen.generate(seed, SampleConfig(bars=16, seed=r))
         gens.append(res.new_tokens / res.sample_seconds)
-        ceilings.append(gru_ceiling(gen.model, "cpu", res.new_tokens))
+        ceilings.append(gru_ceiling(gen.step, "cpu", res.new_tokens))
     return statistics.median(gens), statistics.median(ceilings)
 
 
@@ -169,7 +169,7 @@ def cuda_bench(checkpoint: str, seed: Path, repeats: int, steps: int) -> dict:
     out = {"device": torch.cuda.get_device_name()}
     for b in (1, 4, 16, 64):
         out[f"gen_tok_s_b{b}"] = generation_speed(gen, seed, b, repeats)
-    out["gru_step_ceiling_tok_s"] = gru_ceiling(gen.model, "cuda", steps)
+    out["gru_step_ceiling_tok_s"] = gru_ceiling(gen.step, "cuda", steps)
     out["bigru_window_tok_s"] = bigru_window_speed(gen.model.cfg, "cuda", steps // 10)
     return out
 

@@ -196,3 +196,21 @@ def test_pick_draws_from_the_nucleus_by_inverse_cdf_over_allowed_ids():
     assert draw(0.99, SampleConfig(temperature=0.0)) == 2  # greedy
     assert pick(logits, [allowed], SampleConfig(greedy_mix=0.5), [0.99, 0.3], [[]]) == [2]
     assert pick(logits, [np.array([7])], cfg, [0.5, 0.5], [[]]) == [7]
+
+
+@pytest.mark.parametrize("n_layer", [1, 3])
+def test_gru_step_matches_the_module_step(n_layer):
+    import torch
+
+    from musicgen.model import GRULM, GRUStep, ModelConfig
+
+    torch.manual_seed(0)
+    model = GRULM(ModelConfig(vocab_size=40, n_embd=8, n_hidden=16, n_layer=n_layer)).eval()
+    step, idx = GRUStep(model), torch.tensor([3, 0, 39])
+    with torch.no_grad():
+        h_ref = h = None
+        for _ in range(5):  # from no state, then carrying it
+            ref, h_ref = model.step(idx, h_ref)
+            got, h = step(idx, h)
+            assert got.shape == (3, 40) and h.shape == (n_layer, 3, 16)
+            assert torch.allclose(got, ref, atol=1e-5) and torch.allclose(h, h_ref, atol=1e-6)
