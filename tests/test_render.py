@@ -74,6 +74,15 @@ def test_quiet_midi_is_still_loud_enough():
     assert peak_db(render_audio(score)) >= -6.0
 
 
+def test_other_instruments_play_as_the_piano_without_fluidsynth_errors(capfd):
+    score = piece(scale(4))
+    reference = render_audio(score)
+    score.tracks[0].program = 40  # a violin: the shipped soundfont has only the piano
+    audio = render_audio(score)
+    assert np.array_equal(audio, reference)
+    assert "error" not in capfd.readouterr().err  # FluidSynth writes to the process's stderr
+
+
 def test_audio_renders_from_a_midi_path_and_other_sample_rates(tmp_path):
     path = tmp_path / "scale.mid"
     piece(scale(4)).dump_midi(str(path))

@@ -109,7 +109,9 @@ class _Synth:
         s = self.synth
         for chan, program in programs.items():
             bank = 128 if chan == DRUM_CHANNEL else 0
-            if s.program_select(chan, self.sfid, bank, program) < 0:  # e.g. a piano-only soundfont
+            # Asked first: a failed program_select prints an error line of FluidSynth's own.
+            if s.sfpreset_name(self.sfid, bank, program) is None \
+                    or s.program_select(chan, self.sfid, bank, program) < 0:  # e.g. a piano-only soundfont
                 s.program_select(chan, self.sfid, 0, 0)
         out = np.zeros((n_samples, 2), np.float32)
         pos = 0
