@@ -492,13 +492,15 @@ def style_fidelity(generator, classifier: Classifier, n: int = 8, bars: int = 16
     root = Path(data or classifier.config.get("train", {}).get("data", ""))
     tokenized = roundtrip_hits(generator, classifier, root, [r["path"] for r in real]) \
         if real and str(root) not in ("", ".") and root.is_dir() else {}
-    rows = []
+    rows, requested, heard = [], [], []
     for style in styles:
         hits, p_style, tops = 0, [], Counter()
         for seed in range(n):
             gen = generator.generate(None, SampleConfig(bars=bars, style=style, seed=seed))
             result = classify_score(gen.scores[0], classifier)
             hits += result["top"] == style
+            requested.append(style)
+            heard.append(result["top"])
             p_style.append(result["probabilities"][style])
             tops[result["top"]] += 1
         mine = [r for r in real if r["true"] == style]
@@ -512,8 +514,26 @@ def style_fidelity(generator, classifier: Classifier, n: int = 8, bars: int = 16
     total = sum(r["generated_hits"] for r in rows), sum(r["generated"] for r in rows)
     real_total = sum(r["real_hits"] for r in rows), sum(r["real"] for r in rows)
     tok_total = sum(r["tokenized_hits"] for r in rows), sum(r["tokenized"] for r in rows)
+    expected, p_value = steering_test(requested, heard)
     return {"rows": rows, "generated": total, "real": real_total, "tokenized": tok_total,
-            "chance": 1 / len(classifier.classes), "n": n, "bars": bars}
+            "chance": 1 / len(classifier.classes), "n": n, "bars": bars,
+            "shuffled_expected_hits": expected, "steering_p": p_value,
+            "pieces": [{"requested": r, "heard": h} for r, h in zip(requested, heard, strict=True)]}
+
+
+def steering_test(requested: list[str], heard: list[str], n_perm: int = 10000,
+                  seed: int = 0) -> tuple[float, float]:
+    """Hits expected with the requests shuffled among the pieces, and the permutation p-value of
+    as many hits as observed.
+
+    Unlike uniform chance, this keeps the classifier's leanings: if it hears most generated music
+    as one composer, requests for that composer score hits whether or not the generator steers.
+    """
+    rng = np.random.default_rng(seed)
+    req, hrd = np.array(requested), np.array(heard)
+    observed = int((req == hrd).sum())
+    shuffled = np.array([int((rng.permutation(req) == hrd).sum()) for _ in range(n_perm)])
+    return round(float(shuffled.mean()), 2), float((1 + (shuffled >= observed).sum()) / (1 + n_perm))
 
 
 def format_fidelity(report: dict) -> str:
@@ -531,7 +551,10 @@ def format_fidelity(report: dict) -> str:
 
     lines.append(f"| **all** | {share(report['generated'])} | | | {share(report['real'])} "
                  f"| {share(report['tokenized'])} |")
-    lines.append(f"\nChance (uniform over {round(1 / report['chance'])} classes): {report['chance']:.0%}.")
+    lines.append(f"\nChance (uniform over {round(1 / report['chance'])} classes): {report['chance']:.0%}. "
+                 f"With the requests shuffled among the generated pieces (the classifier's leanings kept): "
+                 f"{report['shuffled_expected_hits']:.1f} hits expected, {report['generated'][0]} or more "
+                 f"in {report['steering_p']:.2g} of shuffles.")
     return "\n".join(lines)
 
 

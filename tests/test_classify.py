@@ -237,3 +237,28 @@ def test_crossval_holds_out_every_piece_once_for_both_models(tiny_corpus, tmp_pa
     only_gru = sum(r["gru"] == r["true"] != r["baseline"] for r in rows)
     assert report["gru_vs_baseline"]["only_first"] == only_gru
     assert report["chance"]["majority_piece_accuracy"] == 0.5
+
+
+def test_steering_test_keeps_the_classifiers_leanings():
+    from musicgen.classify_data import steering_test
+
+    requested = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    # Everything heard as "a": 4 hits, and every shuffle gives the same 4, so no evidence at all.
+    assert steering_test(requested, ["a"] * 12, n_perm=200) == (4.0, 1.0)
+    # Heard exactly as requested: 12 hits, which no shuffle of 200 reaches (chance 4!^3/12! each).
+    expected, p = steering_test(requested, requested, n_perm=200)
+    assert 3.0 < expected < 5.0 and p == 1 / 201
+
+
+def test_style_fidelity_reports_every_piece_and_the_shuffle_test(tiny, tiny_run):
+    from musicgen.classify_data import format_fidelity, style_fidelity
+    from musicgen.sample import Generator
+
+    report = style_fidelity(Generator(tiny_run / "best", "cpu"), tiny, n=2, bars=2)
+    pieces = report["pieces"]
+    assert [p["requested"] for p in pieces] == ["alpha", "alpha", "beta", "beta"]  # the shared classes
+    assert all(p["heard"] in CLASSES for p in pieces)
+    hits = sum(p["requested"] == p["heard"] for p in pieces)
+    assert report["generated"] == (hits, 4) and sum(r["generated_hits"] for r in report["rows"]) == hits
+    assert 0 < report["steering_p"] <= 1 and 0 <= report["shuffled_expected_hits"] <= 4
+    assert f"{hits}/4" in format_fidelity(report) and "shuffles" in format_fidelity(report)
