@@ -59,6 +59,7 @@ class ModelConfig:
     n_hidden: int = 96  # GRU state per direction
     n_layer: int = 2
     dropout: float = 0.3  # ~170 training pieces: the model overfits them without it
+    band_stats: bool = False  # also pool each band's mean and std over the clip: the baseline's features
     n_classes: int = 2
 
 
@@ -159,11 +160,11 @@ class StyleGRU(nn.Module):
         self.gru = nn.GRU(cfg.n_proj, cfg.n_hidden, cfg.n_layer, batch_first=True, bidirectional=True,
                           dropout=cfg.dropout if cfg.n_layer > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(4 * cfg.n_hidden, cfg.n_classes)
+        self.head = nn.Linear(4 * cfg.n_hidden + (2 * cfg.n_mels if cfg.band_stats else 0), cfg.n_classes)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """Logits (B, C) from log-mel clips (B, T, M)."""
-        x = (mel - self.feat_mean) / self.feat_std
+        x = bands = (mel - self.feat_mean) / self.feat_std
         B, T, M = x.shape
         steps = max(1, T // self.cfg.stack)
         if T < self.cfg.stack:  # a clip shorter than one step: pad it to one
@@ -171,7 +172,10 @@ class StyleGRU(nn.Module):
         x = x[:, : steps * self.cfg.stack].reshape(B, steps, M * self.cfg.stack)  # (B, S, M*stack)
         x = self.drop(torch.relu(self.proj(x)))  # (B, S, P)
         h, _ = self.gru(x)  # (B, S, 2H)
-        pooled = torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=-1)  # (B, 4H)
+        parts = [h.mean(dim=1), h.amax(dim=1)]  # (B, 2H) each
+        if self.cfg.band_stats:
+            parts += [bands.mean(dim=1), bands.std(dim=1, correction=0)]  # (B, M) each
+        pooled = torch.cat(parts, dim=-1)
         return self.head(self.drop(pooled))
 
 

@@ -262,3 +262,18 @@ def test_style_fidelity_reports_every_piece_and_the_shuffle_test(tiny, tiny_run)
     assert report["generated"] == (hits, 4) and sum(r["generated_hits"] for r in report["rows"]) == hits
     assert 0 < report["steering_p"] <= 1 and 0 <= report["shuffled_expected_hits"] <= 4
     assert f"{hits}/4" in format_fidelity(report) and "shuffles" in format_fidelity(report)
+
+
+def test_band_stats_reach_the_head_as_each_bands_mean_and_std():
+    cfg = cl.ModelConfig(n_mels=4, stack=2, n_proj=6, n_hidden=3, n_layer=1, n_classes=2, band_stats=True)
+    model = cl.StyleGRU(cfg).eval()
+    assert model.head.in_features == 4 * 3 + 2 * 4
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.head.weight[1, 12] = 1.0  # band 0's mean over the clip
+        model.head.weight[0, 16 + 2] = 1.0  # band 2's standard deviation
+        mel = torch.arange(2 * 6 * 4, dtype=torch.float32).reshape(2, 6, 4) % 7
+        logits = model(mel)
+    assert torch.allclose(logits[:, 1], mel[:, :, 0].mean(dim=1))  # feat_mean 0, feat_std 1
+    assert torch.allclose(logits[:, 0], mel[:, :, 2].std(dim=1, correction=0))
