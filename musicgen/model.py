@@ -66,7 +66,7 @@ class GRUStep:
         w = {name: p.detach() for name, p in g.named_parameters()}
         with torch.no_grad():
             self.table = F.linear(model.embed.weight, w["weight_ih_l0"], w["bias_ih_l0"])  # (V, 3H)
-        self.layers = [(w[f"weight_ih_l{i}"].t() if i else None, w[f"bias_ih_l{i}"],
+        self.layers = [(w[f"weight_ih_l{i}"].t() if i else None, w[f"bias_ih_l{i}"] if i else None,
                         w[f"weight_hh_l{i}"].t(), w[f"bias_hh_l{i}"]) for i in range(g.num_layers)]
         self.head = (model.head.weight.detach().t(), model.head.bias.detach())
 
@@ -77,7 +77,7 @@ class GRUStep:
             h = x.new_zeros(len(self.layers), len(idx), H)
         out = []
         for i, (w_ih, b_ih, w_hh, b_hh) in enumerate(self.layers):
-            gi = torch.addmm(b_ih, x, w_ih) if i else x
+            gi = x if w_ih is None else torch.addmm(b_ih, x, w_ih)  # layer 0's is in the table
             gh = torch.addmm(b_hh, h[i], w_hh)
             rz = torch.sigmoid(gi[:, :2 * H] + gh[:, :2 * H])  # reset and update gates
             n = torch.tanh(torch.addcmul(gi[:, 2 * H:], rz[:, :H], gh[:, 2 * H:]))
