@@ -6,7 +6,6 @@ output decodes to valid MIDI with zero token errors at any temperature.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import torch
 
 from musicgen import tokenizer as tk
 from musicgen.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from musicgen.draw import NO_IDS, draw
 from musicgen.errors import MusicgenError
 from musicgen.model import GRUStep
 
@@ -95,10 +95,7 @@ class Grammar:
         self.cache: dict[tuple, np.ndarray] = {}  # grammar state -> allowed ids: few hundred states
         pos = sorted((int(t.split("_")[1]), i) for t, i in vocab.items() if t.startswith("Position_"))
         self.pos_ids = np.array([i for _, i in pos])  # index = position value
-        self.value = np.zeros(n, dtype=np.int64)
-        for t, i in vocab.items():
-            if t.startswith(("Position_", "Pitch_")):
-                self.value[i] = int(t.split("_")[1])
+        self.position = {i: int(t.split("_")[1]) for t, i in vocab.items() if t.startswith("Position_")}
         self.bar_len = {i: int(t[8:].split("/")[0]) * tk.POSITIONS_PER_BEAT
                         for t, i in vocab.items() if t.startswith("TimeSig_")}
 
@@ -106,39 +103,48 @@ class Grammar:
 class RowState:
     """Where one sequence stands in the grammar."""
 
-    def __init__(self):
+    def __init__(self, g: Grammar):
         self.prev = "Style"
         self.pos, self.bar_len, self.ts_id = -1, 4 * tk.POSITIONS_PER_BEAT, None
-        self.pitches: set[int] = set()
+        self.struck: list[int] = []  # pitch ids already played at this position
         self.bars, self.in_bar = 0, 0
+        self.ban = bytearray(len(g.types))  # 1 for the struck pitches: cheap to set from Python
+        self.banned = np.frombuffer(self.ban, dtype=np.uint8)  # the same bytes, for `draw`
+
+    def copy(self, g: Grammar) -> RowState:
+        other = RowState(g)
+        other.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("ban", "banned")})
+        other.struck = list(self.struck)
+        other.ban[:] = self.ban
+        return other
 
     def update(self, g: Grammar, tok: int) -> None:
         kind = g.types[tok]
-        if kind == "Bar":
-            self.bars, self.pos, self.in_bar = self.bars + 1, -1, 0
-            self.pitches = set()
+        if kind == "Pitch":
+            self.struck.append(tok)
+            self.ban[tok] = 1
+        elif kind in ("Bar", "Position"):
+            for p in self.struck:
+                self.ban[p] = 0
+            self.struck = []
+            if kind == "Bar":
+                self.bars, self.pos, self.in_bar = self.bars + 1, -1, 0
+            else:
+                self.pos = g.position[tok]
         elif kind == "TimeSig":
             self.ts_id, self.bar_len = tok, g.bar_len[tok]
-        elif kind == "Position":
-            self.pos, self.pitches = int(g.value[tok]), set()
-        elif kind == "Pitch":
-            self.pitches.add(tok)
         if kind in Grammar.NEXT:
             self.prev = kind
         self.in_bar += 1
 
     def allowed(self, g: Grammar) -> np.ndarray:
-        """Sorted ids of the tokens that may come next."""
+        """Sorted ids of the tokens that may come next, before the struck pitches are banned."""
         if self.in_bar > MAX_TOKENS_PER_BAR and self.prev in ("Duration", "TimeSig", "Tempo"):
             return g.bar_only_ids
         key = (self.prev, self.ts_id if self.prev == "Bar" else None, self.pos, self.bar_len)
         ids = g.cache.get(key)
         if ids is None:
             ids = g.cache[key] = self._allowed_ids(g)
-        if self.pitches and self.prev == "Duration":  # a pitch struck at this position cannot repeat
-            keep = np.ones(len(ids), dtype=bool)
-            keep[ids.searchsorted(sorted(self.pitches))] = False
-            ids = ids[keep]
         return ids
 
     def _allowed_ids(self, g: Grammar) -> np.ndarray:
@@ -195,11 +201,10 @@ class Generator:
         t0 = time.perf_counter()
         seed_ids, notes = self.seed_tokens(seed, cfg.seed_bars) if seed is not None else ([], [])
         prime = [self.tokenizer.vocab[tk.style_token(cfg.style)]] + seed_ids
-        rows = [RowState() for _ in range(cfg.variations)]
+        rows = [RowState(self.grammar)]
         for t in prime[1:]:
             rows[0].update(self.grammar, t)
-        for r in rows[1:]:
-            r.__dict__.update({k: (set(v) if isinstance(v, set) else v) for k, v in rows[0].__dict__.items()})
+        rows += [rows[0].copy(self.grammar) for _ in range(cfg.variations - 1)]
         n_seed_bars = rows[0].bars
         t_prime = time.perf_counter()
         logits, h = self._prime(prime, cfg.variations)
@@ -234,10 +239,11 @@ class Generator:
         out: list[list[int]] = [[] for _ in range(B)]
         done = [False] * B
         allowed = [g.bar_only_ids] * B  # the continuation opens a fresh bar
+        banned = [r.banned for r in rows]
         for step in range(cfg.bars * (MAX_TOKENS_PER_BAR + 1)):
             if step % 256 == 0:  # two uniforms per row and step, drawn in blocks, as floats
                 uniforms = rng.random((256, 2 * B)).tolist()
-            nxt = pick(logits, allowed, cfg, uniforms[step % 256], out)
+            nxt = pick(logits, allowed, banned, cfg, uniforms[step % 256], out)
             for b in range(B):
                 tok = nxt[b]
                 if not done[b] and tok == g.bar_id and rows[b].bars - start_bars >= cfg.bars:
@@ -256,43 +262,21 @@ class Generator:
         return out
 
 
-def pick(logits: np.ndarray, allowed: list[np.ndarray], cfg: SampleConfig, u: list[float],
-         history: list[list[int]]) -> list[int]:
-    """Next token per row from logits (B, V), the grammar's allowed ids per row, the sampling
-    knobs and two uniforms per row (u: 2B floats, one to sample, one for the greedy coin).
-
-    Only the tokens the grammar allows are looked at (16 velocities, 64 durations, ...), in
-    NumPy, where an op on a few dozen floats costs under a microsecond: sampling stays cheap
-    next to the GRU step.
-    """
+def pick(logits: np.ndarray, allowed: list[np.ndarray], banned: list[np.ndarray], cfg: SampleConfig,
+         u: list[float], history: list[list[int]]) -> list[int]:
+    """Next token per row from logits (B, V) float32, the grammar's allowed ids and banned mask
+    per row, the sampling knobs and two uniforms per row (u: 2B floats, one to sample, one for
+    the greedy coin). The draw itself is `draw.draw`, compiled."""
     B, out = len(allowed), []
-    temperature, top_k, top_p = cfg.temperature, cfg.top_k, cfg.top_p
+    penalty = cfg.repetition_penalty
     for b in range(B):
         idx = allowed[b]
-        if len(idx) == 1:
+        if len(idx) == 1:  # a bar line or a kept meter: nothing to draw
             out.append(int(idx[0]))
             continue
-        z = logits[b].take(idx)  # not logits[b, idx]: a quarter of the cost
-        if cfg.repetition_penalty != 1.0 and history[b]:
-            seen = np.isin(idx, history[b][-cfg.repetition_window:])
-            pen = cfg.repetition_penalty
-            z = np.where(seen, np.where(z > 0, z / pen, z * pen), z)
-        if temperature <= 0 or (cfg.greedy_mix and u[B + b] < cfg.greedy_mix):
-            out.append(int(idx[z.argmax()]))
-            continue
-        # Sort once, descending; the nucleus is then a prefix of the running sum, and the
-        # sample is drawn from that same running sum. In-place array methods and bisect on a
-        # list: on arrays this small, call overhead and allocation cost as much as the work.
-        order = z.argsort()[::-1]
-        zs = z.take(order)
-        zs -= zs[0]
-        zs /= temperature
-        cum = np.exp(zs, out=zs).cumsum().tolist()
-        keep = min(len(cum), top_k) if top_k > 0 else len(cum)
-        if top_p < 1.0:  # the smallest set holding top_p of the mass, crossing token included
-            keep = min(keep, bisect.bisect_left(cum, top_p * cum[-1]) + 1)
-        j = bisect.bisect_right(cum, u[b] * cum[keep - 1], 0, keep)
-        out.append(int(idx[order[min(j, keep - 1)]]))
+        recent = np.array(history[b][-cfg.repetition_window:], dtype=np.int64) if penalty != 1.0 else NO_IDS
+        out.append(draw(logits, b, idx, banned[b], u[b], u[B + b], cfg.temperature, cfg.top_k,
+                        cfg.top_p, cfg.greedy_mix, recent, penalty))
     return out
 
 

@@ -44,7 +44,7 @@ def main() -> None:
         rows["loop"].append(us)
         replay = new + [gen.grammar.bar_id]  # the bar token that ends the loop is picked, not kept
 
-        def replayed(logits, allowed, cfg, u, history, replay=replay):
+        def replayed(logits, allowed, banned, cfg, u, history, replay=replay):
             return [replay[len(history[0])]]
 
         with mock.patch.object(sample, "pick", replayed):
@@ -54,9 +54,10 @@ def main() -> None:
         rows["bare step"].append(1e6 / gru_ceiling(gen.step, "cpu", len(new)))
         calls = []
 
-        def recording(logits, allowed, cfg, u, history, real=sample.pick, calls=calls):
-            calls.append((logits, list(allowed), cfg, u, [list(h) for h in history]))  # the loop reuses them
-            return real(logits, allowed, cfg, u, history)
+        def recording(logits, allowed, banned, cfg, u, history, real=sample.pick, calls=calls):
+            calls.append((logits.copy(), list(allowed), [b.copy() for b in banned], cfg, u,
+                          [list(h) for h in history]))  # the loop reuses or overwrites them
+            return real(logits, allowed, banned, cfg, u, history)
 
         with mock.patch.object(sample, "pick", recording):
             gen.generate(seed, cfg)

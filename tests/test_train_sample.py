@@ -185,17 +185,25 @@ def test_pick_draws_from_the_nucleus_by_inverse_cdf_over_allowed_ids():
     allowed = np.array([2, 4, 6, 8])
     logits[0, allowed] = np.log([0.5, 0.3, 0.15, 0.05])
     cfg = SampleConfig(temperature=1.0, top_p=0.75)  # nucleus: ids 2 and 4 (0.5 + 0.3 >= 0.75)
+    none = np.zeros(10, dtype=np.uint8)
 
-    def draw(u, c=cfg):
-        return pick(logits, [allowed], c, [u, 0.99], [[]])[0]
+    def draw(u, c=cfg, banned=none, history=()):
+        return pick(logits, [allowed], [banned], c, [u, 0.99], [list(history)])[0]
 
     # the nucleus renormalised: id 2 below u = 0.5 / 0.8 = 0.625, id 4 above
     assert [draw(u) for u in (0.0, 0.62, 0.63, 0.999)] == [2, 2, 4, 4]
     assert draw(0.99, SampleConfig(temperature=1.0, top_p=1.0)) == 8
     assert draw(0.99, SampleConfig(temperature=1.0, top_p=1.0, top_k=2)) == 4
     assert draw(0.99, SampleConfig(temperature=0.0)) == 2  # greedy
-    assert pick(logits, [allowed], SampleConfig(greedy_mix=0.5), [0.99, 0.3], [[]]) == [2]
-    assert pick(logits, [np.array([7])], cfg, [0.5, 0.5], [[]]) == [7]
+    assert pick(logits, [allowed], [none], SampleConfig(greedy_mix=0.5), [0.99, 0.3], [[]]) == [2]
+    assert pick(logits, [np.array([7])], [none], cfg, [0.5, 0.5], [[]]) == [7]
+    # a banned id is out of the draw: nucleus of 4, 6, 8 renormalised, 4 alone holds 0.6 < 0.75
+    banned = none.copy()
+    banned[2] = 1
+    assert [draw(u, banned=banned) for u in (0.0, 0.66, 0.67)] == [4, 4, 6]
+    # penalty 2 on id 2's log 0.5 (negative: doubled): weights 0.25, 0.3, 0.15, 0.05, so 4 leads
+    pen = SampleConfig(temperature=0.0, repetition_penalty=2.0)
+    assert draw(0.0, pen, history=[2]) == 4 and draw(0.0, pen, history=[9]) == 2
 
 
 @pytest.mark.parametrize("n_layer", [1, 3])
