@@ -6,7 +6,9 @@ The generator's test split holds 23 pieces of the critic's composers: a 95% inte
 fold i+1 chooses the early-stopping epoch and the baseline's C, the rest trains. The GRU and
 the logistic regression see the same folds, so their per-piece hits pair up for McNemar's test.
 
-`python -m musicgen.classify_data crossval --data DIR [--folds 5] [--out runs/classifier-cv]`
+`python -m musicgen.classify_data crossval --data DIR [--folds 5] [--seed S] [--out DIR]`; then
+`python -m musicgen.classify_data crossval --pool RUN [RUN ...] --out DIR` averages the GRUs of runs
+that differ only in their seed (each run keeps its clip probabilities) and scores them as one.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from musicgen.classify_data import (
     PieceMel,
     TrainConfig,
     baseline,
-    evaluate_model,
     fit,
     load_pieces,
+    score_predictions,
     wilson,
 )
-from musicgen.data import _rank, style_of
+from musicgen.data import path_rank, style_of
+from musicgen.errors import MusicgenError
 
 
 def assign_folds(paths: list[str], k: int) -> dict[str, int]:
@@ -38,7 +41,7 @@ def assign_folds(paths: list[str], k: int) -> dict[str, int]:
     by_style: dict[str, list[str]] = {}
     for p in paths:
         by_style.setdefault(style_of(p), []).append(p)
-    return {p: i % k for files in by_style.values() for i, p in enumerate(sorted(files, key=_rank))}
+    return {p: i % k for files in by_style.values() for i, p in enumerate(sorted(files, key=path_rank))}
 
 
 def binomial_two_sided(k: int, n: int, p: float = 0.5) -> float:
@@ -76,15 +79,16 @@ def crossval(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: i
         print(f"fold {i + 1}/{folds}: train/val/test pieces "
               f"{len(part['train'])}/{len(part['val'])}/{len(part['test'])}", flush=True)
         clf, _, seconds = fit(tcfg, mcfg, fcfg, classes, part["train"], part["val"])
-        gru = evaluate_model(clf, part["test"])
+        probs = [clf.clip_probabilities(p.mel.astype(np.float32)) for p in part["test"]]
+        gru = score_predictions(classes, part["test"], probs)
         lr = baseline(classes, part["train"], part["val"], part["test"], fcfg, tcfg.baseline_clips)
         cpu.append(round(seconds / 60, 2))
         clip_hits["gru"] += int(np.trace(gru["clip_confusion"]))
         clip_hits["baseline"] += int(np.trace(lr["clip_confusion"]))  # the same clips as the GRU's
         clip_hits["clips"] += gru["clips"]
-        for g, b in zip(gru["per_piece"], lr["per_piece"], strict=True):
+        for g, b, pr in zip(gru["per_piece"], lr["per_piece"], probs, strict=True):
             per_piece.append({"path": g["path"], "fold": i, "true": g["true"], "gru": g["top"],
-                              "baseline": b["top"]})
+                              "baseline": b["top"], "gru_clip_probs": np.round(pr, 5).tolist()})
         print(f"  fold {i + 1}: GRU {gru['piece_accuracy']:.3f}, baseline {lr['piece_accuracy']:.3f} "
               f"piece accuracy ({cpu[-1]} CPU min)", flush=True)
     gru_hits = [r["gru"] == r["true"] for r in per_piece]
@@ -97,6 +101,38 @@ def crossval(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: i
             "chance": {"uniform": 1 / len(classes), "majority_class": majority[0],
                        "majority_piece_accuracy": majority[1] / len(per_piece)},
             "gru_vs_baseline": mcnemar(gru_hits, lr_hits),
+            "gru_vs_uniform_p": binomial_two_sided(sum(gru_hits), len(gru_hits), 1 / len(classes)),
+            "per_piece": per_piece}
+
+
+def ensemble(runs: list[Path]) -> dict:
+    """Pool cross-validations that differ only in their seed: each clip's GRU probabilities are
+    averaged over the runs, then scored as one model against the (identical) baseline."""
+    reports = [json.loads((Path(r) / "crossval.json").read_text()) for r in runs]
+    first = reports[0]
+
+    def layout(r):
+        return [(x["path"], x["fold"], x["baseline"], len(x.get("gru_clip_probs", ())))
+                for x in r["per_piece"]]
+
+    if any(layout(r) != layout(first) or r["classes"] != first["classes"] for r in reports):
+        raise MusicgenError("these cross-validations differ in pieces, folds, classes or baseline")
+    if not all(n for *_, n in layout(first)):
+        raise MusicgenError("a run has no clip probabilities: re-run it with this version")
+    classes, per_piece, clip_hits, clips = first["classes"], [], 0, 0
+    for rows in zip(*(r["per_piece"] for r in reports), strict=True):
+        probs = np.mean([np.array(x["gru_clip_probs"]) for x in rows], axis=0)  # (clips, classes)
+        true = classes.index(rows[0]["true"])
+        clip_hits += int((probs.argmax(axis=1) == true).sum())
+        clips += len(probs)
+        per_piece.append({**{k: rows[0][k] for k in ("path", "fold", "true", "baseline")},
+                          "gru": classes[int(probs.mean(axis=0).argmax())]})
+    gru_hits = [r["gru"] == r["true"] for r in per_piece]
+    lr_hits = [r["baseline"] == r["true"] for r in per_piece]
+    return {"runs": [str(r) for r in runs], "member_piece_hits": [r["gru"]["piece_hits"] for r in reports],
+            "folds": first["folds"], "classes": classes,
+            "gru": summary(gru_hits, clip_hits, clips), "baseline": first["baseline"],
+            "chance": first["chance"], "gru_vs_baseline": mcnemar(gru_hits, lr_hits),
             "gru_vs_uniform_p": binomial_two_sided(sum(gru_hits), len(gru_hits), 1 / len(classes)),
             "per_piece": per_piece}
 
@@ -118,10 +154,11 @@ def format_crossval(r: dict) -> str:
     ])
 
 
-def main(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: int) -> int:
-    """Run the cross-validation, print it, write OUT/crossval.json."""
+def main(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: int,
+         runs: list[str] | None = None) -> int:
+    """Run the cross-validation (or pool finished `runs`), print it, write OUT/crossval.json."""
     t0 = time.time()
-    report = crossval(tcfg, mcfg, fcfg, folds)
+    report = ensemble([Path(r) for r in runs]) if runs else crossval(tcfg, mcfg, fcfg, folds)
     report["seconds"] = round(time.time() - t0)
     out = Path(tcfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -576,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     add_dataclass_args(cv, ModelConfig, skip=("n_mels", "n_classes"))
     add_dataclass_args(cv, FeatureConfig)
     cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument("--pool", nargs="+", metavar="RUN", default=None,
+                    help="instead of training: average the GRU of finished runs (seeds) into one")
     f = sub.add_parser("fidelity", help="classify generated pieces per requested style")
     f.add_argument("--checkpoint", default=None, help="generator folder (default: assets/model)")
     f.add_argument("--classifier", default=str(ASSET_DIR))
@@ -594,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
             from musicgen.classify_cv import main as crossval_main
 
             return crossval_main(from_args(TrainConfig, args), from_args(ModelConfig, args),
-                                 from_args(FeatureConfig, args), args.folds)
+                                 from_args(FeatureConfig, args), args.folds, args.pool)
         from musicgen.checkpoint import DEFAULT_CHECKPOINT
         from musicgen.sample import Generator
 

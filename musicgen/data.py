@@ -62,7 +62,8 @@ def style_of(rel: str) -> str:
     return parts[0].lower() if len(parts) > 1 else tk.ANY_STYLE
 
 
-def _rank(rel: str) -> str:
+def path_rank(rel: str) -> str:
+    """A fixed shuffle of the pieces: sorting by the path's SHA-1 is the same on every machine."""
     return hashlib.sha1(rel.encode()).hexdigest()
 
 
@@ -78,7 +79,7 @@ def assign_splits(paths: list[str], val: float = 0.1, test: float = 0.1) -> dict
         by_style.setdefault(style_of(p), []).append(p)
     out = {}
     for files in by_style.values():
-        files = sorted(files, key=_rank)
+        files = sorted(files, key=path_rank)
         n = len(files)
         n_test = max(1, round(n * test)) if n >= 3 else 0
         n_val = max(1, round(n * val)) if n >= 3 else 0

@@ -21,17 +21,21 @@ class ModelConfig:
     pad_id: int = 0  # targets equal to this are ignored by the loss
 
 
-class GRULM(nn.Module):
-    """Embedding -> N GRU layers -> linear head; the hidden state carries the whole past."""
+class _EmbedGRUHead(nn.Module):
+    """The layers both generators share: embedding, stacked GRU, dropout, linear head."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, bidirectional: bool = False):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.gru = nn.GRU(cfg.n_embd, cfg.n_hidden, cfg.n_layer, batch_first=True,
-                          dropout=cfg.dropout if cfg.n_layer > 1 else 0.0)
+                          bidirectional=bidirectional, dropout=cfg.dropout if cfg.n_layer > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.n_hidden, cfg.vocab_size)
+        self.head = nn.Linear(cfg.n_hidden * (2 if bidirectional else 1), cfg.vocab_size)
+
+
+class GRULM(_EmbedGRUHead):
+    """Embedding -> N GRU layers -> linear head; the hidden state carries the whole past."""
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 h: torch.Tensor | None = None):
@@ -86,17 +90,11 @@ class GRUStep:
         return torch.addmm(self.head[1], x, self.head[0]), torch.stack(out)
 
 
-class BiGRUWindow(nn.Module):
+class BiGRUWindow(_EmbedGRUHead):
     """The seed paper's model: stacked bidirectional GRU over the last `window` tokens."""
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.gru = nn.GRU(cfg.n_embd, cfg.n_hidden, cfg.n_layer, batch_first=True,
-                          bidirectional=True, dropout=cfg.dropout if cfg.n_layer > 1 else 0.0)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(2 * cfg.n_hidden, cfg.vocab_size)
+        super().__init__(cfg, bidirectional=True)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, h=None):
         """idx (B, W) -> logits (B, V) for the token after the window; loss if targets (B,)."""

@@ -231,12 +231,43 @@ def test_crossval_holds_out_every_piece_once_for_both_models(tiny_corpus, tmp_pa
     assert sorted(r["path"] for r in rows) == sorted(f"{c}/piece{i}.mid" for c in ("alpha", "beta")
                                                      for i in range(8))
     assert Counter(r["fold"] for r in rows) == {0: 4, 1: 4, 2: 4, 3: 4}
+    probs = np.array([r["gru_clip_probs"] for r in rows])  # kept so that seeds can be pooled
+    assert probs.shape == (16, 2, 2) and np.allclose(probs.sum(axis=2), 1, atol=1e-4)
     for name in ("gru", "baseline"):
         assert report[name]["piece_hits"] == sum(r[name] == r["true"] for r in rows)
         assert report[name]["pieces"] == 16 and report[name]["clips"] == 32  # two 10 s clips per 16 s piece
     only_gru = sum(r["gru"] == r["true"] != r["baseline"] for r in rows)
     assert report["gru_vs_baseline"]["only_first"] == only_gru
     assert report["chance"]["majority_piece_accuracy"] == 0.5
+
+
+def test_pooled_runs_average_each_clips_probabilities(tmp_path):
+    import json
+
+    from musicgen.classify_cv import ensemble
+    from musicgen.errors import MusicgenError
+
+    def run(name, probs_a, probs_b):
+        rows = [{"path": f"{c}/1.mid", "fold": i, "true": c, "gru": c, "baseline": "b", "gru_clip_probs": pr}
+                for i, (c, pr) in enumerate([("a", probs_a), ("b", probs_b)])]
+        report = {"classes": ["a", "b"], "folds": 2, "per_piece": rows, "gru": {"piece_hits": 0},
+                  "baseline": {"piece_hits": 1}, "chance": {}}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "crossval.json").write_text(json.dumps(report))
+        return tmp_path / name
+
+    # piece a, clips averaged: (0.7, 0.3) and (0.2, 0.8), piece mean (0.45, 0.55): b, wrong
+    # piece b: (0.9, 0.1) and (0.05, 0.95) average to (0.475, 0.525): b, right (run 1 alone says a)
+    r1 = run("s1", [[0.6, 0.4], [0.0, 1.0]], [[0.9, 0.1]])
+    r2 = run("s2", [[0.8, 0.2], [0.4, 0.6]], [[0.05, 0.95]])
+    pooled = ensemble([r1, r2])
+    assert [r["gru"] for r in pooled["per_piece"]] == ["b", "b"]
+    assert pooled["gru"]["piece_hits"] == 1 and pooled["gru"]["clips"] == 3
+    assert pooled["gru"]["clip_accuracy"] == pytest.approx(2 / 3)
+    assert pooled["gru_vs_baseline"] == {"only_first": 0, "only_second": 0, "p_value": pytest.approx(1.0)}
+    other = run("s3", [[1.0, 0.0]], [[0.5, 0.5]])  # a different number of clips
+    with pytest.raises(MusicgenError, match="differ"):
+        ensemble([r1, other])
 
 
 def test_steering_test_keeps_the_classifiers_leanings():
