@@ -194,3 +194,12 @@ def test_classify_junk_gets_the_library_error_and_the_app_keeps_serving(client, 
         client.predict(handle_file(junk), api_name="/classify")
     label, _ = client.predict(handle_file(EXAMPLE), api_name="/classify")
     assert len(label["confidences"]) > 1
+
+
+def test_length_estimate_is_a_range_when_the_model_picks_the_tempo():
+    from musicgen.app_logic import describe_seed
+
+    assert "≈ **18–28 s** of new music (16 bars)" in describe_seed(None, 16)  # 1.10 and 1.73 s a bar
+    assert "≈ **32 s** of new music (16 bars)" in describe_seed(None, 16, tempo=120)
+    seed = sorted((Path(__file__).parent.parent / "assets" / "examples").glob("*.mid"))[0]
+    assert "–" not in describe_seed(seed, 8).split("≈")[1]  # the seed's tempo: one figure
