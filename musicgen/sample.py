@@ -294,8 +294,8 @@ def check_config(cfg: SampleConfig, styles: list[str]) -> None:
         raise MusicgenError("temperature must be between 0 and 10")
     if cfg.tempo and not 20 <= cfg.tempo <= 400:
         raise MusicgenError("tempo must be between 20 and 400 quarter notes per minute")
-    if cfg.seed_bars < 0 or cfg.repetition_penalty <= 0:
-        raise MusicgenError("seed bars must be >= 0 and the repetition penalty > 0")
+    if cfg.seed_bars < 0 or cfg.repetition_penalty <= 0 or cfg.repetition_window < 1:
+        raise MusicgenError("seed bars must be >= 0, the repetition penalty > 0 and its window >= 1")
 
 
 def clip_from(score: symusic.Score, tick: int) -> symusic.Score:

@@ -127,6 +127,8 @@ def test_bad_settings_are_clear_errors(gen):
         gen.generate(None, SampleConfig(style="nobody"))
     with pytest.raises(MusicgenError, match="bars"):
         gen.generate(None, SampleConfig(bars=0))
+    with pytest.raises(MusicgenError, match="window >= 1"):  # a window of 0 would slice all history
+        gen.generate(None, SampleConfig(repetition_penalty=1.2, repetition_window=0))
 
 
 def test_corrupt_files_are_skipped_and_reported(tmp_path):
