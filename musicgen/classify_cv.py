@@ -78,10 +78,15 @@ def crossval(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: i
             part[role.get(fold[p.path], "train")].append(p)
         print(f"fold {i + 1}/{folds}: train/val/test pieces "
               f"{len(part['train'])}/{len(part['val'])}/{len(part['test'])}", flush=True)
-        clf, _, seconds = fit(tcfg, mcfg, fcfg, classes, part["train"], part["val"])
+        clf, history, seconds = fit(tcfg, mcfg, fcfg, classes, part["train"], part["val"])
+        if tcfg.refit:  # the epoch count early stopping chose, now on training + validation pieces
+            best = max(history, key=lambda r: (r["val_clip_accuracy"], -r["val_clip_nll"]))["epoch"]
+            clf, _, more = fit(tcfg, mcfg, fcfg, classes, part["train"] + part["val"], [], epochs=best)
+            seconds += more
         probs = [clf.clip_probabilities(p.mel.astype(np.float32)) for p in part["test"]]
         gru = score_predictions(classes, part["test"], probs)
-        lr = baseline(classes, part["train"], part["val"], part["test"], fcfg, tcfg.baseline_clips)
+        lr = baseline(classes, part["train"], part["val"], part["test"], fcfg, tcfg.baseline_clips,
+                      tcfg.refit)
         cpu.append(round(seconds / 60, 2))
         clip_hits["gru"] += int(np.trace(gru["clip_confusion"]))
         clip_hits["baseline"] += int(np.trace(lr["clip_confusion"]))  # the same clips as the GRU's

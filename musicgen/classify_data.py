@@ -70,6 +70,7 @@ class TrainConfig:
     transposed: int = 0  # extra renders per training piece, shifted 1..5 semitones (tried 2: no better)
     baseline_clips: int = 24  # evenly spaced clips per training piece for the logistic regression
     seed: int = 0
+    refit: bool = False  # crossval only: then train again on train + val for the chosen epochs (and C)
 
 
 @dataclass
@@ -253,8 +254,9 @@ def clip_stats(mel: np.ndarray, frames: int, max_clips: int) -> np.ndarray:
 
 
 def baseline(classes: list[str], train: list[PieceMel], val: list[PieceMel], test: list[PieceMel],
-             fcfg: FeatureConfig, train_clips: int) -> dict:
-    """Logistic regression on per-clip mean+std log-mel; C picked on validation clips; scored on test."""
+             fcfg: FeatureConfig, train_clips: int, refit: bool = False) -> dict:
+    """Logistic regression on per-clip mean+std log-mel; C picked on validation clips (then, with
+    refit, trained again on training and validation clips); scored on test."""
     try:
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -282,11 +284,14 @@ def baseline(classes: list[str], train: list[PieceMel], val: list[PieceMel], tes
     def proba(xs):  # predict_proba over the classes, in label order even if a class is absent
         return [model.predict_proba(x) for x in xs]
 
+    val_report = {k: v for k, v in score_predictions(classes, val, proba(val_x)).items()
+                  if k in ("clip_accuracy", "piece_accuracy")}
+    if refit:
+        _, x_more, y_more = feats(val, train_clips)
+        model.fit(np.concatenate([x_train, x_more]), np.concatenate([y_train, y_more]))
     test_x, _, _ = feats(test, fcfg.max_clips)
     report = score_predictions(classes, test, proba(test_x))
-    report["val"] = {k: v for k, v in score_predictions(classes, val, proba(val_x)).items()
-                     if k in ("clip_accuracy", "piece_accuracy")}
-    report["C"] = c
+    report["val"], report["C"] = val_report, c
     return report
 
 
@@ -349,8 +354,9 @@ def write_curves(history: list[dict], path: Path) -> None:
 # ---- training --------------------------------------------------------------------------------
 
 def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list[str],
-        train: list[PieceMel], val: list[PieceMel]) -> tuple[Classifier, list[dict], float]:
-    """Train on random crops of `train`, keep the weights with the best validation clip accuracy.
+        train: list[PieceMel], val: list[PieceMel], epochs: int = 0) -> tuple[Classifier, list[dict], float]:
+    """Train on random crops of `train`, keep the weights with the best validation clip accuracy;
+    or, given `epochs`, train that many epochs without validation and keep the last weights.
 
     Returns the classifier, the per-epoch history and the CPU seconds the loop took.
     """
@@ -368,7 +374,7 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     history, best, best_state, stale = [], (-1.0, 0.0), None, 0
     cpu_start = time.process_time()
-    for epoch in range(1, tcfg.max_epochs + 1):
+    for epoch in range(1, (epochs or tcfg.max_epochs) + 1):
         model.train()
         losses = []
         for _ in range(tcfg.steps_per_epoch):
@@ -383,6 +389,11 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
                     avg.lerp_(now, 1.0 - tcfg.ema)
             losses.append(loss.item())
         ema.eval()
+        if epochs:
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses))})
+            print(f"epoch {epoch}/{epochs}: train {np.mean(losses):.3f}", flush=True)
+            best_state = ema.state_dict()
+            continue
         v = evaluate_model(clf, val)
         cpu_min = (time.process_time() - cpu_start) / 60
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_clip_nll": v["clip_nll"],

@@ -241,6 +241,18 @@ def test_crossval_holds_out_every_piece_once_for_both_models(tiny_corpus, tmp_pa
     assert report["chance"]["majority_piece_accuracy"] == 0.5
 
 
+def test_crossval_refit_trains_again_on_train_and_val_for_the_chosen_epochs(tiny_corpus, tmp_path, capsys):
+    from musicgen.classify_cv import crossval
+    from musicgen.classify_data import TrainConfig
+
+    tcfg = TrainConfig(data=str(tiny_corpus), out=str(tmp_path), cache=str(tmp_path / "cache"), min_pieces=8,
+                       batch_size=4, steps_per_epoch=2, max_epochs=2, baseline_clips=2, refit=True)
+    report = crossval(tcfg, cl.ModelConfig(n_proj=8, n_hidden=8, n_layer=1), cl.FeatureConfig(), folds=4)
+    assert report["gru"]["pieces"] == report["baseline"]["pieces"] == 16
+    refits = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch 1/")]
+    assert len(refits) == 4  # one refit per fold, for the 1 or 2 epochs early stopping chose
+
+
 def test_pooled_runs_average_each_clips_probabilities(tmp_path):
     import json
 
