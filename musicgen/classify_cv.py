@@ -30,6 +30,7 @@ from musicgen.classify_data import (
     fit,
     load_pieces,
     score_predictions,
+    val_key,
     wilson,
 )
 from musicgen.data import path_rank, style_of
@@ -80,7 +81,7 @@ def crossval(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: i
               f"{len(part['train'])}/{len(part['val'])}/{len(part['test'])}", flush=True)
         clf, history, seconds = fit(tcfg, mcfg, fcfg, classes, part["train"], part["val"])
         if tcfg.refit:  # the epoch count early stopping chose, now on training + validation pieces
-            best = max(history, key=lambda r: (r["val_clip_accuracy"], -r["val_clip_nll"]))["epoch"]
+            best = max(history, key=val_key)["epoch"]  # the first of equals, as fit keeps
             clf, _, more = fit(tcfg, mcfg, fcfg, classes, part["train"] + part["val"], [], epochs=best)
             seconds += more
         probs = [clf.clip_probabilities(p.mel.astype(np.float32)) for p in part["test"]]

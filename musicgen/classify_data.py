@@ -353,6 +353,11 @@ def write_curves(history: list[dict], path: Path) -> None:
 
 # ---- training --------------------------------------------------------------------------------
 
+def val_key(row: dict) -> tuple[float, float]:
+    """How early stopping ranks epochs: validation clip accuracy, ties to the lower clip NLL."""
+    return row["val_clip_accuracy"], -row["val_clip_nll"]
+
+
 def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list[str],
         train: list[PieceMel], val: list[PieceMel], epochs: int = 0) -> tuple[Classifier, list[dict], float]:
     """Train on random crops of `train`, keep the weights with the best validation clip accuracy;
@@ -392,7 +397,6 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
         if epochs:
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses))})
             print(f"epoch {epoch}/{epochs}: train {np.mean(losses):.3f}", flush=True)
-            best_state = ema.state_dict()
             continue
         v = evaluate_model(clf, val)
         cpu_min = (time.process_time() - cpu_start) / 60
@@ -400,7 +404,7 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
                "val_clip_accuracy": v["clip_accuracy"], "val_piece_accuracy": v["piece_accuracy"],
                "cpu_minutes": round(cpu_min, 2)}
         history.append(row)
-        key = (v["clip_accuracy"], -v["clip_nll"])  # ties go to the more confident-when-right model
+        key = val_key(row)
         improved = key > best
         if improved:
             best, best_state, stale = key, copy.deepcopy(ema.state_dict()), 0
@@ -413,7 +417,8 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
             print("stopping: " + ("CPU budget reached" if stale < tcfg.patience
                                   else f"no better validation accuracy for {stale} epochs"), flush=True)
             break
-    ema.load_state_dict(best_state)
+    if not epochs:
+        ema.load_state_dict(best_state)
     ema.eval()
     return clf, history, time.process_time() - cpu_start
 

@@ -35,8 +35,9 @@ def draw(logits, row, allowed, banned, u, u_greedy, temperature, top_k, top_p, g
     n = allowed.shape[0]
     ids = np.empty(n, np.int64)
     z = np.empty(n, np.float64)
-    seen = np.zeros(banned.shape[0], np.bool_)
-    if penalty != 1.0:
+    penalize = penalty != 1.0
+    seen = np.zeros(banned.shape[0] if penalize else 0, np.bool_)  # nothing to allocate without
+    if penalize:
         for t in recent:
             seen[t] = True
     k = 0
@@ -45,7 +46,7 @@ def draw(logits, row, allowed, banned, u, u_greedy, temperature, top_k, top_p, g
         if banned[t]:
             continue
         x = float(logits[row, t])
-        if seen[t]:  # as CTRL: shrink a positive logit, grow a negative one
+        if penalize and seen[t]:  # as CTRL: shrink a positive logit, grow a negative one
             x = x / penalty if x > 0.0 else x * penalty
         ids[k], z[k] = t, x
         k += 1
