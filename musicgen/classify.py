@@ -40,6 +40,7 @@ class FeatureConfig:
     n_fft: int = 1024  # 64 ms Hann window
     hop: int = 368  # 23 ms between frames
     n_mels: int = 64  # enough bands to see register and texture, few enough to learn from ~170 pieces
+    scale: str = "mel"  # "mel": Slaney mel bands; "semitone": one band per piano key (n_mels 88)
     fmin: float = 27.5  # A0, the lowest piano key
     fmax: float = 8000.0  # the Nyquist frequency at 16 kHz
     clip_sec: float = 10.0  # a few bars: long enough for phrasing, short enough to get many per piece
@@ -59,6 +60,7 @@ class ModelConfig:
     n_hidden: int = 96  # GRU state per direction
     n_layer: int = 2
     dropout: float = 0.3  # ~170 training pieces: the model overfits them without it
+    conv: int = 0  # >0: channels of a convolutional front end over (time, band) instead of stacking
     band_stats: bool = False  # also pool each band's mean and std over the clip: the baseline's features
     n_classes: int = 2
 
@@ -94,12 +96,48 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     return weights.astype(np.float32)
 
 
+PIANO_KEYS = 88  # A0 (MIDI 21) .. C8 (MIDI 108)
+
+
+@functools.lru_cache(maxsize=8)
+def semitone_filterbank(sample_rate: int, n_fft: int) -> np.ndarray:
+    """(88, n_fft // 2 + 1) triangles, one per piano key, peaking at 1 on the key's frequency and
+    reaching zero on its neighbours' (or one FFT bin away where keys are closer than a bin).
+
+    Peak-normalised, so a partial counts fully in the key it sits on, whatever the band's width.
+    """
+    fft_hz = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    bin_hz = fft_hz[1]
+    keys = np.arange(20, 110)  # each key's neighbours: 20 and 109 bound A0 and C8
+    edges_hz = 440.0 * 2.0 ** ((keys - 69) / 12.0)
+    if edges_hz[-1] > sample_rate / 2:
+        raise MusicgenError(f"a sample rate of {sample_rate} Hz cannot hold the top piano key's band")
+    centre = edges_hz[1:-1, None]
+    lower = np.minimum(edges_hz[:-2, None], centre - bin_hz)  # low keys: wider than a bin, so never empty
+    upper = np.maximum(edges_hz[2:, None], centre + bin_hz)
+    rising = (fft_hz[None, :] - lower) / (centre - lower)
+    falling = (upper - fft_hz[None, :]) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+
+
+def filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) band weights of the configured scale."""
+    if cfg.scale == "mel":
+        return mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
+    if cfg.scale == "semitone":
+        if cfg.n_mels != PIANO_KEYS:
+            raise MusicgenError(f"the semitone scale has {PIANO_KEYS} bands, one per key; pass --n-mels 88")
+        return semitone_filterbank(cfg.sample_rate, cfg.n_fft)
+    raise MusicgenError(f"unknown band scale {cfg.scale!r}: use mel or semitone")
+
+
 def log_mel(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """(frames, n_mels) float32 log-mel power in dB of mono audio at cfg.sample_rate."""
+    """(frames, n_mels) float32 log band power in dB (mel or semitone bands) of mono audio at
+    cfg.sample_rate."""
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
     spec = torch.stft(x, cfg.n_fft, cfg.hop, window=torch.hann_window(cfg.n_fft), center=True,
                       return_complex=True)  # (F, T)
-    fb = torch.from_numpy(mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax))
+    fb = torch.from_numpy(filterbank(cfg))
     mel = fb @ spec.abs().square()  # (M, T)
     return (10.0 * torch.log10(mel.clamp_min(AMIN))).T.contiguous().numpy()
 
@@ -148,7 +186,8 @@ def prepare_audio(audio: np.ndarray, sample_rate: int, cfg: FeatureConfig) -> np
 # ---- model -----------------------------------------------------------------------------------
 
 class StyleGRU(nn.Module):
-    """Standardised log-mel -> stacked frames -> bidirectional GRU -> mean+max pool -> class logits."""
+    """Standardised log-mel -> stacked frames (or a small convolution) -> bidirectional GRU ->
+    mean+max pool -> class logits."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -156,7 +195,17 @@ class StyleGRU(nn.Module):
         # training-set statistics per band, saved with the weights so a checkpoint is self-contained
         self.register_buffer("feat_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("feat_std", torch.ones(cfg.n_mels))
-        self.proj = nn.Linear(cfg.n_mels * cfg.stack, cfg.n_proj)
+        self.front = None
+        width = cfg.n_mels * cfg.stack
+        if cfg.conv:
+            # an octave wide and one GRU step long: the same chord or interval shape is one
+            # feature wherever it sits on the keyboard, learnt once instead of per band
+            c = cfg.conv
+            self.front = nn.Sequential(
+                nn.Conv2d(1, c, (cfg.stack, 13), stride=(cfg.stack, 1), padding=(0, 6)), nn.ReLU(),
+                nn.MaxPool2d((1, 2)), nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d((1, 4)))
+            width = c * (cfg.n_mels // 2 // 4)
+        self.proj = nn.Linear(width, cfg.n_proj)
         self.gru = nn.GRU(cfg.n_proj, cfg.n_hidden, cfg.n_layer, batch_first=True, bidirectional=True,
                           dropout=cfg.dropout if cfg.n_layer > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
@@ -169,7 +218,11 @@ class StyleGRU(nn.Module):
         steps = max(1, T // self.cfg.stack)
         if T < self.cfg.stack:  # a clip shorter than one step: pad it to one
             x = nn.functional.pad(x, (0, 0, 0, self.cfg.stack - T), value=float(x.min()))
-        x = x[:, : steps * self.cfg.stack].reshape(B, steps, M * self.cfg.stack)  # (B, S, M*stack)
+        x = x[:, : steps * self.cfg.stack]
+        if self.front is None:
+            x = x.reshape(B, steps, M * self.cfg.stack)  # (B, S, M*stack)
+        else:
+            x = self.front(x[:, None]).transpose(1, 2).flatten(2)  # (B, 1, T, M) -> (B, S, c*M/8)
         x = self.drop(torch.relu(self.proj(x)))  # (B, S, P)
         h, _ = self.gru(x)  # (B, S, 2H)
         parts = [h.mean(dim=1), h.amax(dim=1)]  # (B, 2H) each

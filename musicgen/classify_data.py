@@ -68,6 +68,7 @@ class TrainConfig:
     gain_db: float = 6.0  # random level shift per training clip: recordings differ in loudness
     masks: int = 0  # SpecAugment: band masks and time masks per training clip (tried 1-2: no better)
     transposed: int = 0  # extra renders per training piece, shifted 1..5 semitones (tried 2: no better)
+    pitch_shift: int = 0  # semitone bands only: move each training crop up to this many keys up or down
     baseline_clips: int = 24  # evenly spaced clips per training piece for the logistic regression
     seed: int = 0
     refit: bool = False  # crossval only: then train again on train + val for the chosen epochs (and C)
@@ -169,6 +170,17 @@ def crop(mel: np.ndarray, start: int, frames: int) -> np.ndarray:
     return out
 
 
+def shift_keys(x: np.ndarray, k: int) -> np.ndarray:
+    """Semitone-band frames moved k keys up (k > 0) or down: the clip transposed, near enough
+    (partials above C8 are not in the bands), with silence coming in at the edge."""
+    out = np.full_like(x, FLOOR_DB)
+    if k >= 0:
+        out[:, k:] = x[:, : x.shape[1] - k]
+    else:
+        out[:, :k] = x[:, -k:]
+    return out
+
+
 MASK_BANDS, MASK_FRAMES = 8, 40  # widest SpecAugment masks: 1/8 of the bands, ~1 s
 
 
@@ -176,10 +188,10 @@ class ClipSampler:
     """Random training crops: a class uniformly, a piece of it uniformly, a key and a start uniformly."""
 
     def __init__(self, pieces: list[PieceMel], n_classes: int, frames: int, gain_db: float,
-                 masks: int, band_mean: np.ndarray, seed: int):
+                 masks: int, band_mean: np.ndarray, seed: int, pitch_shift: int = 0):
         self.by_class = [[p for p in pieces if p.label == c] for c in range(n_classes)]
         self.by_class = [ps for ps in self.by_class if ps]
-        self.frames, self.gain_db, self.masks = frames, gain_db, masks
+        self.frames, self.gain_db, self.masks, self.pitch_shift = frames, gain_db, masks, pitch_shift
         self.band_mean = band_mean.astype(np.float32)  # masked cells get it: zero once standardised
         self.rng = np.random.default_rng(seed)
 
@@ -194,6 +206,8 @@ class ClipSampler:
             mel = versions[rng.integers(len(versions))]
             start = int(rng.integers(0, max(1, len(mel) - self.frames + 1)))
             x = np.maximum(crop(mel, start, self.frames) + rng.uniform(-self.gain_db, self.gain_db), FLOOR_DB)
+            if self.pitch_shift:
+                x = shift_keys(x, int(rng.integers(-self.pitch_shift, self.pitch_shift + 1)))
             for _ in range(self.masks):
                 b, w = int(rng.integers(0, x.shape[1])), int(rng.integers(0, MASK_BANDS + 1))
                 x[:, b:b + w] = self.band_mean[b:b + w]
@@ -374,8 +388,10 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
     del frames
     ema = copy.deepcopy(model)  # what is evaluated and saved
     clf = Classifier(ema, classes, fcfg, {})
+    if tcfg.pitch_shift and fcfg.scale != "semitone":
+        raise MusicgenError("--pitch-shift moves semitone bands; it needs --scale semitone --n-mels 88")
     sampler = ClipSampler(train, len(classes), fcfg.clip_frames, tcfg.gain_db, tcfg.masks,
-                          model.feat_mean.numpy(), tcfg.seed)
+                          model.feat_mean.numpy(), tcfg.seed, tcfg.pitch_shift)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     history, best, best_state, stale = [], (-1.0, 0.0), None, 0
     cpu_start = time.process_time()

@@ -81,6 +81,25 @@ def test_every_mel_band_has_weight():
     assert fb.shape == (64, 513) and (fb.sum(axis=1) > 0).all()
 
 
+@pytest.mark.parametrize("n_fft, keys", [(1024, (69, 70, 100)), (2048, (33, 57, 69, 70, 100)),
+                                         (4096, (33, 57, 69, 70, 100))])  # A1 A3 A4 B-flat4 E7
+def test_a_tone_is_loudest_in_its_piano_keys_semitone_band(n_fft, keys):
+    cfg = cl.FeatureConfig(n_fft=n_fft, n_mels=88, scale="semitone")
+    assert (cl.filterbank(cfg).sum(axis=1) > 0).all()  # even A0, narrower than a 1024-point bin
+    for key in keys:  # 1024 points (15.6 Hz bins) cannot tell semitones apart below C4
+        hz = 440.0 * 2 ** ((key - 69) / 12)
+        assert int(cl.log_mel(tone(2.0, hz), cfg).mean(axis=0).argmax()) == key - 21
+
+
+def test_bad_band_settings_are_user_errors():
+    with pytest.raises(MusicgenError, match="88 bands"):
+        cl.filterbank(cl.FeatureConfig(scale="semitone", n_mels=64))
+    with pytest.raises(MusicgenError, match="unknown band scale"):
+        cl.filterbank(cl.FeatureConfig(scale="bark"))
+    with pytest.raises(MusicgenError, match="top piano key"):
+        cl.filterbank(cl.FeatureConfig(scale="semitone", n_mels=88, sample_rate=8000))
+
+
 def test_resample_keeps_duration_and_pitch():
     x = tone(2.0, 1000.0, 44100)
     y = cl.resample(x, 44100, SR)
@@ -320,3 +339,47 @@ def test_band_stats_reach_the_head_as_each_bands_mean_and_std():
         logits = model(mel)
     assert torch.allclose(logits[:, 1], mel[:, :, 0].mean(dim=1))  # feat_mean 0, feat_std 1
     assert torch.allclose(logits[:, 0], mel[:, :, 2].std(dim=1, correction=0))
+
+
+def test_conv_front_end_sees_one_step_per_stack_and_saves_and_loads_exactly(tmp_path):
+    torch.manual_seed(0)
+    cfg = cl.ModelConfig(n_mels=88, stack=4, conv=3, n_proj=5, n_hidden=4, n_layer=1, n_classes=2)
+    model = cl.StyleGRU(cfg).eval()
+    assert model.proj.in_features == 3 * 11  # 88 keys pooled by 2, then by 4
+    steps = model.front(torch.zeros(1, 1, 10, 88))
+    assert steps.shape == (1, 3, 2, 11)  # 10 frames make 2 whole steps of 4
+    mel = torch.randn(2, 9, 88)
+    fcfg = cl.FeatureConfig(n_mels=88, n_fft=2048, scale="semitone")
+    cl.save_classifier(tmp_path, model, ["a", "b"], fcfg, {})
+    loaded = cl.load_classifier(tmp_path)
+    assert loaded.features == fcfg and loaded.model.cfg == cfg
+    assert torch.equal(loaded.model(mel), model(mel))
+
+
+def test_shift_keys_moves_semitone_bands_like_a_transposition():
+    from musicgen.classify_data import FLOOR_DB, shift_keys
+
+    x = np.arange(2 * 5, dtype=np.float32).reshape(2, 5)
+    assert shift_keys(x, 2).tolist() == [[FLOOR_DB, FLOOR_DB, 0, 1, 2], [FLOOR_DB, FLOOR_DB, 5, 6, 7]]
+    assert shift_keys(x, -1).tolist() == [[1, 2, 3, 4, FLOOR_DB], [6, 7, 8, 9, FLOOR_DB]]
+    assert shift_keys(x, 0).tolist() == x.tolist()
+    cfg = cl.FeatureConfig(n_fft=2048, n_mels=88, scale="semitone")
+    a4, b4 = (cl.log_mel(tone(2.0, 440.0 * 2 ** (k / 12)), cfg).mean(axis=0) for k in (0, 2))
+    assert int(shift_keys(a4[None], 2)[0].argmax()) == int(b4.argmax()) == 71 - 21
+
+
+def test_semitone_conv_pitch_shifted_training_runs_and_mel_refuses_pitch_shift(tiny_corpus, tmp_path):
+    from musicgen.classify_data import TrainConfig, fit, load_pieces
+
+    tcfg = TrainConfig(pitch_shift=2, max_epochs=1, steps_per_epoch=2, batch_size=4)
+    mcfg = cl.ModelConfig(n_proj=8, n_hidden=8, n_layer=1, conv=2)
+    fcfg = cl.FeatureConfig(n_fft=2048, n_mels=88, scale="semitone")
+    classes, pieces, _ = load_pieces(tiny_corpus, 2, fcfg, tmp_path / "cache")
+    assert pieces[0].mel.shape[1] == 88
+    clf, history, _ = fit(tcfg, mcfg, fcfg, classes, pieces, pieces)
+    assert len(history) == 1 and clf.model.front is not None
+    assert clf.clip_probabilities(pieces[0].mel.astype(np.float32)).sum(axis=1) == pytest.approx(1.0)
+    mel = cl.FeatureConfig()
+    classes, pieces, _ = load_pieces(tiny_corpus, 2, mel, tmp_path / "cache")
+    with pytest.raises(MusicgenError, match="--scale semitone"):
+        fit(tcfg, mcfg, mel, classes, pieces, pieces)
