@@ -1,4 +1,6 @@
-"""Which composer a piano recording sounds like: log-mel frames -> bidirectional GRU -> softmax.
+"""Which composer a piano recording sounds like: log band power -> bidirectional GRU -> softmax.
+
+Bands are Slaney mel bands or one per piano key (`FeatureConfig.scale`); the shipped model uses keys.
 
 The runtime half of the audio style classifier: features, model, loading, inference, and the
 `classify` subcommand. classify_data.py builds the training clips, trains and evaluates.

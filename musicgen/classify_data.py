@@ -5,7 +5,8 @@
 `python -m musicgen.classify_data crossval --data DIR [--folds 5] [--out DIR]` (classify_cv.py)
 
 Every piece of a composer with at least `min_pieces` files is rendered whole with the shipped
-piano soundfont at 16 kHz and turned into log-mel frames once (runs/classifier-cache/).
+piano soundfont at 16 kHz and turned into log band-power frames (mel or per-key bands) once
+(runs/classifier-cache/).
 Training draws random 10 s crops, class-balanced; validation and test judge each held-out
 piece on the same evenly spaced clips the inference API uses. The split is the generator's
 (`data.assign_splits` over every file of the corpus), so held-out pieces are the same.
