@@ -83,16 +83,19 @@ def mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return np.where(mel < 15.0, mel * 200.0 / 3.0, 1000.0 * np.exp(log_step * (mel - 15.0)))
 
 
+def triangles(fft_hz: np.ndarray, lower: np.ndarray, centre: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """(bands, bins) triangles rising from `lower` to 1 at `centre` and falling to 0 at `upper` (Hz)."""
+    rising = (fft_hz[None, :] - lower[:, None]) / (centre - lower)[:, None]
+    falling = (upper[:, None] - fft_hz[None, :]) / (upper - centre)[:, None]
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """(n_mels, n_fft // 2 + 1) triangular filters, area-normalised: librosa.filters.mel's defaults."""
     fft_hz = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
     edges_hz = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
-    width = np.diff(edges_hz)
-    ramps = edges_hz[:, None] - fft_hz[None, :]
-    rising = -ramps[:-2] / width[:-1, None]
-    falling = ramps[2:] / width[1:, None]
-    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights = triangles(fft_hz, edges_hz[:-2], edges_hz[1:-1], edges_hz[2:])
     # equal area: a wide band (high up) does not get louder for spanning more FFT bins
     weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
     return weights.astype(np.float32)
@@ -114,12 +117,10 @@ def semitone_filterbank(sample_rate: int, n_fft: int) -> np.ndarray:
     edges_hz = 440.0 * 2.0 ** ((keys - 69) / 12.0)
     if edges_hz[-1] > sample_rate / 2:
         raise MusicgenError(f"a sample rate of {sample_rate} Hz cannot hold the top piano key's band")
-    centre = edges_hz[1:-1, None]
-    lower = np.minimum(edges_hz[:-2, None], centre - bin_hz)  # low keys: wider than a bin, so never empty
-    upper = np.maximum(edges_hz[2:, None], centre + bin_hz)
-    rising = (fft_hz[None, :] - lower) / (centre - lower)
-    falling = (upper - fft_hz[None, :]) / (upper - centre)
-    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    centre = edges_hz[1:-1]
+    lower = np.minimum(edges_hz[:-2], centre - bin_hz)  # low keys: wider than a bin, so never empty
+    upper = np.maximum(edges_hz[2:], centre + bin_hz)
+    return triangles(fft_hz, lower, centre, upper).astype(np.float32)
 
 
 def filterbank(cfg: FeatureConfig) -> np.ndarray:

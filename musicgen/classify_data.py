@@ -380,6 +380,8 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
 
     Returns the classifier, the per-epoch history and the CPU seconds the loop took.
     """
+    if tcfg.pitch_shift and fcfg.scale != "semitone":
+        raise MusicgenError("--pitch-shift moves semitone bands; it needs --scale semitone --n-mels 88")
     torch.manual_seed(tcfg.seed)
     mcfg = ModelConfig(**{**asdict(mcfg), "n_mels": fcfg.n_mels, "n_classes": len(classes)})
     model = StyleGRU(mcfg)
@@ -389,8 +391,6 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
     del frames
     ema = copy.deepcopy(model)  # what is evaluated and saved
     clf = Classifier(ema, classes, fcfg, {})
-    if tcfg.pitch_shift and fcfg.scale != "semitone":
-        raise MusicgenError("--pitch-shift moves semitone bands; it needs --scale semitone --n-mels 88")
     sampler = ClipSampler(train, len(classes), fcfg.clip_frames, tcfg.gain_db, tcfg.masks,
                           model.feat_mean.numpy(), tcfg.seed, tcfg.pitch_shift)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
