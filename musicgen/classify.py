@@ -7,8 +7,9 @@ The runtime half of the audio style classifier: features, model, loading, infere
 A saved classifier is a folder: model.safetensors (weights, feature mean/std included) and
 config.json (classes, feature settings, split, held-out metrics, attribution). No pickles.
 
-A piece is judged on up to `max_clips` evenly spaced 10 s clips; its probabilities are the
-mean of the clips' (a soft vote), exactly as the held-out piece accuracy was measured.
+A piece is judged on up to `max_clips` evenly spaced 10 s clips (each also heard moved
+`key_shifts` keys up and down); its probabilities are the mean of the clips' (a soft vote),
+exactly as the held-out piece accuracy was measured.
 """
 
 from __future__ import annotations  # symusic.Score is a factory, not a type, in hints
@@ -34,6 +35,7 @@ MAX_SECONDS = 1200.0  # longer audio is judged on its first 20 minutes (clips ar
 MAX_AUDIO_BYTES = 200_000_000
 SILENCE_PEAK = 1e-4  # -80 dBFS: nothing audible, and normalising it would only amplify noise
 AMIN = 1e-5  # power floor before the log: about 70 dB below a loud chord at our loudness target
+FLOOR_DB = 10 * math.log10(AMIN)  # what silence looks like in the features: pads short pieces
 
 
 @dataclass
@@ -46,7 +48,12 @@ class FeatureConfig:
     fmin: float = 27.5  # A0, the lowest piano key
     fmax: float = 8000.0  # the Nyquist frequency at 16 kHz
     clip_sec: float = 10.0  # a few bars: long enough for phrasing, short enough to get many per piece
-    max_clips: int = 8  # clips judged per piece, evenly spaced (16, in runs B and C, was no better)
+    max_clips: int = 8  # clips judged per piece, evenly spaced, in validation and tests (shipped: 32)
+    key_shifts: int = 0  # semitone bands: also judge each clip moved 1..k keys up and down, averaged
+
+    def __post_init__(self):
+        if self.key_shifts and self.scale != "semitone":
+            raise MusicgenError("--key-shifts moves semitone bands; it needs --scale semitone --n-mels 88")
 
     @property
     def clip_frames(self) -> int:
@@ -163,6 +170,17 @@ def clip_starts(n_frames: int, clip_frames: int, max_clips: int) -> list[int]:
     return [int(s) for s in np.linspace(0, n_frames - clip_frames, n).round()]
 
 
+def shift_keys(x: np.ndarray, k: int) -> np.ndarray:
+    """Semitone-band frames (..., bands) moved k keys up (k > 0) or down: the audio transposed,
+    near enough (partials above C8 are not in the bands), with silence coming in at the edge."""
+    out = np.full_like(x, FLOOR_DB)
+    if k >= 0:
+        out[..., k:] = x[..., : x.shape[-1] - k]
+    else:
+        out[..., :k] = x[..., -k:]
+    return out
+
+
 def prepare_audio(audio: np.ndarray, sample_rate: int, cfg: FeatureConfig) -> np.ndarray:
     """Mono float32 at cfg.sample_rate with the renderer's loudness; junk raises MusicgenError."""
     from musicgen.render.audio import _normalise  # the renderer's loudness rule: uploads match training
@@ -249,8 +267,11 @@ class Classifier:
         """(n_clips, n_classes) probabilities of the evenly spaced clips of one piece's log-mel."""
         n = self.features.clip_frames
         starts = clip_starts(len(mel), n, self.features.max_clips)
-        clips = np.stack([mel[s:s + n] for s in starts])  # (N, T, M)
-        return torch.softmax(self.model(torch.from_numpy(clips).float()), dim=-1).numpy()
+        clips = np.stack([mel[s:s + n] for s in starts]).astype(np.float32)  # (N, T, M)
+        k = self.features.key_shifts
+        views = [shift_keys(clips, j) for j in range(-k, k + 1)] if k else [clips]
+        probs = [torch.softmax(self.model(torch.from_numpy(v)), dim=-1).numpy() for v in views]
+        return np.mean(probs, axis=0)
 
     def result(self, mel: np.ndarray) -> dict:
         """{"probabilities": {class: p} (likeliest first), "top": class} of one piece's log-mel."""

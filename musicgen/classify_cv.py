@@ -6,9 +6,12 @@ The generator's test split holds 23 pieces of the critic's composers: a 95% inte
 fold i+1 chooses the early-stopping epoch and the baseline's C, the rest trains. The GRU and
 the logistic regression see the same folds, so their per-piece hits pair up for McNemar's test.
 
-`python -m musicgen.classify_data crossval --data DIR [--folds 5] [--seed S] [--out DIR]`; then
+`python -m musicgen.classify_data crossval --data DIR [--folds 5] [--seed S] [--out DIR]` (each
+fold's model is kept in OUT/fold0, fold1, ...; `--baseline-only` skips the GRU); then
 `python -m musicgen.classify_data crossval --pool RUN [RUN ...] --out DIR` averages the GRUs of runs
-that differ only in their seed (each run keeps its clip probabilities) and scores them as one.
+that differ only in their seed (each run keeps its clip probabilities) and scores them as one, and
+`python -m musicgen.classify_data crossval --rescore RUN --max-clips N --key-shifts K --out DIR`
+judges RUN's fold models (and its baseline) again with those test-time settings.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicgen.classify import FeatureConfig, ModelConfig
+from musicgen.classify import Classifier, FeatureConfig, ModelConfig, load_classifier, save_classifier
 from musicgen.classify_data import (
     PieceMel,
     TrainConfig,
@@ -67,8 +70,13 @@ def summary(hits: list[bool], clip_hits: int, clips: int) -> dict:
             "clip_accuracy": clip_hits / max(1, clips), "clips": clips}
 
 
-def crossval(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: int) -> dict:
-    """Train and test the GRU and the baseline on every fold; pooled per-piece results."""
+def crossval(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: int,
+             trained: Path | None = None, gru: bool = True) -> dict:
+    """Train and test the GRU and the baseline on every fold; pooled per-piece results.
+
+    `trained`: a finished run whose fold models (saved as fold0/, fold1/, ...) are judged again
+    with `fcfg`'s test-time settings instead of training new ones. `gru=False`: the baseline only.
+    """
     classes, pieces, skipped = load_pieces(tcfg.data, tcfg.min_pieces, fcfg, tcfg.cache)
     fold = assign_folds([p.path for p in pieces], folds)
     per_piece, clip_hits, cpu = [], Counter(), []
@@ -79,36 +87,59 @@ def crossval(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: i
             part[role.get(fold[p.path], "train")].append(p)
         print(f"fold {i + 1}/{folds}: train/val/test pieces "
               f"{len(part['train'])}/{len(part['val'])}/{len(part['test'])}", flush=True)
-        clf, history, seconds = fit(tcfg, mcfg, fcfg, classes, part["train"], part["val"])
-        if tcfg.refit:  # the epoch count early stopping chose, now on training + validation pieces
-            best = max(history, key=val_key)["epoch"]  # the first of equals, as fit keeps
-            clf, _, more = fit(tcfg, mcfg, fcfg, classes, part["train"] + part["val"], [], epochs=best)
-            seconds += more
-        probs = [clf.clip_probabilities(p.mel.astype(np.float32)) for p in part["test"]]
-        gru = score_predictions(classes, part["test"], probs)
         lr = baseline(classes, part["train"], part["val"], part["test"], fcfg, tcfg.baseline_clips,
                       tcfg.refit)
-        cpu.append(round(seconds / 60, 2))
-        clip_hits["gru"] += int(np.trace(gru["clip_confusion"]))
-        clip_hits["baseline"] += int(np.trace(lr["clip_confusion"]))  # the same clips as the GRU's
-        clip_hits["clips"] += gru["clips"]
-        for g, b, pr in zip(gru["per_piece"], lr["per_piece"], probs, strict=True):
-            per_piece.append({"path": g["path"], "fold": i, "true": g["true"], "gru": g["top"],
-                              "baseline": b["top"], "gru_clip_probs": np.round(pr, 5).tolist()})
-        print(f"  fold {i + 1}: GRU {gru['piece_accuracy']:.3f}, baseline {lr['piece_accuracy']:.3f} "
-              f"piece accuracy ({cpu[-1]} CPU min)", flush=True)
-    gru_hits = [r["gru"] == r["true"] for r in per_piece]
+        clip_hits["baseline"] += int(np.trace(lr["clip_confusion"]))
+        clip_hits["clips"] += lr["clips"]  # the GRU judges the same clips
+        rows = [{"path": b["path"], "fold": i, "true": b["true"], "baseline": b["top"]}
+                for b in lr["per_piece"]]
+        if gru:
+            saved = trained / f"fold{i}" if trained else None
+            clf, seconds = fold_model(tcfg, mcfg, fcfg, classes, part, saved)
+            if not trained:  # kept so that test-time settings can be judged again without training
+                save_classifier(Path(tcfg.out) / f"fold{i}", clf.model, classes, fcfg,
+                                {"fold": i, "folds": folds, "test": [p.path for p in part["test"]]})
+            probs = [clf.clip_probabilities(p.mel.astype(np.float32)) for p in part["test"]]
+            g = score_predictions(classes, part["test"], probs)
+            clip_hits["gru"] += int(np.trace(g["clip_confusion"]))
+            cpu.append(round(seconds / 60, 2))
+            for row, x, pr in zip(rows, g["per_piece"], probs, strict=True):
+                row.update(gru=x["top"], gru_clip_probs=np.round(pr, 5).tolist())
+            print(f"  fold {i + 1}: GRU {g['piece_accuracy']:.3f}, baseline {lr['piece_accuracy']:.3f} "
+                  f"piece accuracy ({cpu[-1]} CPU min)", flush=True)
+        per_piece += rows
     lr_hits = [r["baseline"] == r["true"] for r in per_piece]
     majority = Counter(r["true"] for r in per_piece).most_common(1)[0]
-    return {"folds": folds, "classes": classes, "train": asdict(tcfg), "model": asdict(mcfg),
-            "features": asdict(fcfg), "skipped_files": skipped, "cpu_minutes_per_fold": cpu,
-            "gru": summary(gru_hits, clip_hits["gru"], clip_hits["clips"]),
-            "baseline": summary(lr_hits, clip_hits["baseline"], clip_hits["clips"]),
-            "chance": {"uniform": 1 / len(classes), "majority_class": majority[0],
-                       "majority_piece_accuracy": majority[1] / len(per_piece)},
-            "gru_vs_baseline": mcnemar(gru_hits, lr_hits),
-            "gru_vs_uniform_p": binomial_two_sided(sum(gru_hits), len(gru_hits), 1 / len(classes)),
-            "per_piece": per_piece}
+    report = {"folds": folds, "classes": classes, "train": asdict(tcfg), "model": asdict(mcfg),
+              "features": asdict(fcfg), "trained": str(trained) if trained else None,
+              "skipped_files": skipped, "cpu_minutes_per_fold": cpu, "gru": None,
+              "baseline": summary(lr_hits, clip_hits["baseline"], clip_hits["clips"]),
+              "chance": {"uniform": 1 / len(classes), "majority_class": majority[0],
+                         "majority_piece_accuracy": majority[1] / len(per_piece)},
+              "per_piece": per_piece}
+    if gru:
+        gru_hits = [r["gru"] == r["true"] for r in per_piece]
+        report.update(gru=summary(gru_hits, clip_hits["gru"], clip_hits["clips"]),
+                      gru_vs_baseline=mcnemar(gru_hits, lr_hits),
+                      gru_vs_uniform_p=binomial_two_sided(sum(gru_hits), len(gru_hits), 1 / len(classes)))
+    return report
+
+
+def fold_model(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list[str],
+               part: dict[str, list[PieceMel]], saved: Path | None) -> tuple[Classifier, float]:
+    """One fold's GRU and the CPU seconds its training took: trained here, or loaded from `saved`
+    and set to judge with fcfg's test-time settings (clips per piece, key shifts)."""
+    if saved:
+        clf = load_classifier(saved)
+        if clf.classes != classes:
+            raise MusicgenError(f"{saved} was trained on other classes: {clf.classes}")
+        return Classifier(clf.model, classes, fcfg, clf.config), 0.0
+    clf, history, seconds = fit(tcfg, mcfg, fcfg, classes, part["train"], part["val"])
+    if tcfg.refit:  # the epoch count early stopping chose, now on training + validation pieces
+        best = max(history, key=val_key)["epoch"]  # the first of equals, as fit keeps
+        clf, _, more = fit(tcfg, mcfg, fcfg, classes, part["train"] + part["val"], [], epochs=best)
+        seconds += more
+    return clf, seconds
 
 
 def ensemble(runs: list[Path]) -> dict:
@@ -145,26 +176,47 @@ def ensemble(runs: list[Path]) -> dict:
 
 def format_crossval(r: dict) -> str:
     """The pooled numbers as a few readable lines."""
-    g, b, m = r["gru"], r["baseline"], r["gru_vs_baseline"]
+    g, b = r["gru"], r["baseline"]
     line = "  {:<9} piece acc {}/{} = {:.3f} (95% CI {:.2f}-{:.2f})  clip acc {:.3f}"
-    return "\n".join([
-        f"{r['folds']}-fold cross-validation over {g['pieces']} pieces, {len(r['classes'])} composers",
-        line.format("GRU", g["piece_hits"], g["pieces"], g["piece_accuracy"], *g["piece_accuracy_ci95"],
-                    g["clip_accuracy"]),
-        line.format("baseline", b["piece_hits"], b["pieces"], b["piece_accuracy"],
-                    *b["piece_accuracy_ci95"], b["clip_accuracy"]),
-        f"  chance    uniform {r['chance']['uniform']:.3f}, majority ({r['chance']['majority_class']}) "
-        f"{r['chance']['majority_piece_accuracy']:.3f}",
-        f"  McNemar: GRU alone right on {m['only_first']} pieces, baseline alone on {m['only_second']}, "
-        f"p = {m['p_value']:.3g}; GRU vs uniform chance p = {r['gru_vs_uniform_p']:.2g}",
-    ])
+    out = [f"{r['folds']}-fold cross-validation over {b['pieces']} pieces, {len(r['classes'])} composers"]
+    for name, x in (("GRU", g), ("baseline", b)):
+        if x:
+            out.append(line.format(name, x["piece_hits"], x["pieces"], x["piece_accuracy"],
+                                   *x["piece_accuracy_ci95"], x["clip_accuracy"]))
+    c = r["chance"]
+    out.append(f"  chance    uniform {c['uniform']:.3f}, majority ({c['majority_class']}) "
+               f"{c['majority_piece_accuracy']:.3f}")
+    if g:
+        m = r["gru_vs_baseline"]
+        out.append(f"  McNemar: GRU alone right on {m['only_first']} pieces, baseline alone on "
+                   f"{m['only_second']}, p = {m['p_value']:.3g}; GRU vs uniform chance p = "
+                   f"{r['gru_vs_uniform_p']:.2g}")
+    return "\n".join(out)
 
 
-def main(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: int,
-         runs: list[str] | None = None) -> int:
-    """Run the cross-validation (or pool finished `runs`), print it, write OUT/crossval.json."""
+def rescore(run: Path, out: str, max_clips: int, key_shifts: int, baseline_only: bool = False) -> dict:
+    """A finished run's fold models (and its baseline) judged again on `max_clips` clips per piece,
+    each heard `key_shifts` keys up and down; every other setting is the run's."""
+    r = json.loads((run / "crossval.json").read_text())
+    if not (run / "fold0" / "model.safetensors").is_file():
+        raise MusicgenError(f"{run} kept no fold models (fold0/, ...): re-run it with this version")
+    fcfg = FeatureConfig(**{**r["features"], "max_clips": max_clips, "key_shifts": key_shifts})
+    return crossval(TrainConfig(**{**r["train"], "out": out}), ModelConfig(**r["model"]), fcfg, r["folds"],
+                    trained=run, gru=not baseline_only)
+
+
+def main(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig | None, folds: int,
+         runs: list[str] | None = None, rescore_run: str | None = None, baseline_only: bool = False,
+         max_clips: int = 8, key_shifts: int = 0) -> int:
+    """Run the cross-validation (or pool finished `runs`, or judge `rescore_run`'s fold models
+    again with max_clips and key_shifts), print it, write OUT/crossval.json."""
     t0 = time.time()
-    report = ensemble([Path(r) for r in runs]) if runs else crossval(tcfg, mcfg, fcfg, folds)
+    if runs:
+        report = ensemble([Path(r) for r in runs])
+    elif rescore_run:
+        report = rescore(Path(rescore_run), tcfg.out, max_clips, key_shifts, baseline_only)
+    else:
+        report = crossval(tcfg, mcfg, fcfg, folds, gru=not baseline_only)
     report["seconds"] = round(time.time() - t0)
     out = Path(tcfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 `python -m musicgen.classify_data train --data DIR [--out runs/classifier] [flags]`
 `python -m musicgen.classify_data fidelity [--checkpoint assets/model] [--n 8] [--json OUT] [--data DIR]`
 `python -m musicgen.classify_data crossval --data DIR [--folds 5] [--out DIR]` (classify_cv.py)
+`python -m musicgen.classify_data retest --out DIR --max-clips N [--key-shifts K] [--classifier DIR]`
 
 Every piece of a composer with at least `min_pieces` files is rendered whole with the shipped
 piano soundfont at 16 kHz and turned into log band-power frames (mel or per-key bands) once
@@ -33,6 +34,7 @@ import torch
 from musicgen.classify import (
     AMIN,
     ASSET_DIR,
+    FLOOR_DB,
     Classifier,
     FeatureConfig,
     ModelConfig,
@@ -42,6 +44,7 @@ from musicgen.classify import (
     load_classifier,
     log_mel,
     save_classifier,
+    shift_keys,
 )
 from musicgen.data import assign_splits, find_midi_files, style_of
 from musicgen.errors import MusicgenError
@@ -49,7 +52,6 @@ from musicgen.errors import MusicgenError
 log = logging.getLogger(__name__)
 
 ATTRIBUTION = "Bernd Krueger, piano-midi.de (CC BY-SA 3.0 DE)"
-FLOOR_DB = 10 * math.log10(AMIN)  # what silence looks like in the features: pads short pieces
 
 
 @dataclass
@@ -96,7 +98,7 @@ def _feature_key(fcfg: FeatureConfig) -> bytes:
     from musicgen.render.audio import default_soundfont
 
     sf = default_soundfont()
-    keep = {k: v for k, v in asdict(fcfg).items() if k not in ("clip_sec", "max_clips")}
+    keep = {k: v for k, v in asdict(fcfg).items() if k not in ("clip_sec", "max_clips", "key_shifts")}
     return json.dumps([keep, sf.name, sf.stat().st_size, AMIN], sort_keys=True).encode()
 
 
@@ -168,17 +170,6 @@ def crop(mel: np.ndarray, start: int, frames: int) -> np.ndarray:
     out = mel[start:start + frames].astype(np.float32)
     if len(out) < frames:
         out = np.pad(out, ((0, frames - len(out)), (0, 0)), constant_values=FLOOR_DB)
-    return out
-
-
-def shift_keys(x: np.ndarray, k: int) -> np.ndarray:
-    """Semitone-band frames moved k keys up (k > 0) or down: the clip transposed, near enough
-    (partials above C8 are not in the bands), with silence coming in at the edge."""
-    out = np.full_like(x, FLOOR_DB)
-    if k >= 0:
-        out[:, k:] = x[:, : x.shape[1] - k]
-    else:
-        out[:, :k] = x[:, -k:]
     return out
 
 
@@ -455,12 +446,7 @@ def train_classifier(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig) 
           f"features in {feature_cpu / 60:.1f} CPU min", flush=True)
     clf, history, train_cpu = fit(tcfg, mcfg, fcfg, classes, split["train"], split["val"])
     write_curves(history, out / "curves.png")
-    test = evaluate_model(clf, split["test"])
-    val = evaluate_model(clf, split["val"])
-    base = baseline(classes, split["train"], split["val"], split["test"], fcfg, tcfg.baseline_clips)
-    metrics = {"test": test, "val": {k: v for k, v in val.items() if k != "per_piece"},
-               "baseline_logreg_mean_std_logmel": base,
-               "chance": chance(classes, split["train"], split["test"])}
+    metrics = held_out_metrics(clf, split, tcfg.baseline_clips)
     meta = {"metrics": metrics, "history": history, "train": asdict(tcfg),
             "split": {s: sorted(p.path for p in ps) for s, ps in split.items()},
             "piece_counts": dict(Counter(style_of(p.path) for p in pieces)),
@@ -468,8 +454,44 @@ def train_classifier(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig) 
             "cpu_minutes": {"features": round(feature_cpu / 60, 2), "training": round(train_cpu / 60, 2)},
             "params": sum(p.numel() for p in clf.model.parameters())}
     save_classifier(out / "best", clf.model, classes, fcfg, meta)
-    plot_confusion(test, classes, out / "confusion.png")
+    plot_confusion(metrics["test"], classes, out / "confusion.png")
     (out / "report.json").write_text(json.dumps(meta, indent=1))
+    print(format_report(metrics))
+    return out
+
+
+def held_out_metrics(clf: Classifier, split: dict[str, list[PieceMel]], baseline_clips: int) -> dict:
+    """The GRU on the test and validation pieces, the baseline and chance, judged with the
+    classifier's feature settings (clips per piece, key shifts)."""
+    val = evaluate_model(clf, split["val"])
+    return {"test": evaluate_model(clf, split["test"]),
+            "val": {k: v for k, v in val.items() if k != "per_piece"},
+            "baseline_logreg_mean_std_logmel": baseline(clf.classes, split["train"], split["val"],
+                                                        split["test"], clf.features, baseline_clips),
+            "chance": chance(clf.classes, split["train"], split["test"])}
+
+
+def retest_classifier(folder: str | Path, out: str | Path, data: str, cache: str, max_clips: int,
+                      key_shifts: int) -> Path:
+    """A saved classifier, set to judge `max_clips` clips per piece heard `key_shifts` keys up and
+    down, measured again on its held-out pieces (the baseline with as many clips) and saved to
+    out/best with the new settings and figures; the weights are unchanged."""
+    saved = load_classifier(folder)
+    config = saved.config
+    fcfg = FeatureConfig(**{**asdict(saved.features), "max_clips": max_clips, "key_shifts": key_shifts})
+    train = TrainConfig(**config["train"])
+    classes, pieces, _ = load_pieces(data or train.data, train.min_pieces, fcfg, cache)
+    split = {s: [p for p in pieces if p.split == s] for s in ("train", "val", "test")}
+    paths = {s: sorted(p.path for p in ps) for s, ps in split.items()}
+    if classes != saved.classes or paths != config["split"]:
+        raise MusicgenError(f"the pieces under {data or train.data} are not the ones {folder} was trained on")
+    clf = Classifier(saved.model, classes, fcfg, config)
+    metrics = held_out_metrics(clf, split, train.baseline_clips)
+    out = Path(out)
+    meta = {k: v for k, v in config.items() if k not in ("classes", "features", "model")}
+    meta.update(metrics=metrics, retest=f"--max-clips {max_clips} --key-shifts {key_shifts}")
+    save_classifier(out / "best", clf.model, classes, fcfg, meta)
+    plot_confusion(metrics["test"], classes, out / "confusion.png")
     print(format_report(metrics))
     return out
 
@@ -611,6 +633,18 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--folds", type=int, default=5)
     cv.add_argument("--pool", nargs="+", metavar="RUN", default=None,
                     help="instead of training: average the GRU of finished runs (seeds) into one")
+    cv.add_argument("--rescore", metavar="RUN", default=None,
+                    help="instead of training: judge RUN's fold models again with --max-clips and "
+                         "--key-shifts (all else as RUN; its baseline too)")
+    cv.add_argument("--baseline-only", action="store_true", help="train and test only the baseline")
+    r = sub.add_parser("retest", help="judge a saved classifier's held-out pieces again with other "
+                                      "test-time settings (clips per piece, key shifts)")
+    r.add_argument("--classifier", default=str(ASSET_DIR))
+    r.add_argument("--out", required=True, help="writes OUT/best (the classifier) and OUT/confusion.png")
+    r.add_argument("--data", default="", help="corpus folder (default: the one it was trained on)")
+    r.add_argument("--cache", default=TrainConfig.cache)
+    r.add_argument("--max-clips", type=int, required=True)
+    r.add_argument("--key-shifts", type=int, default=0)
     f = sub.add_parser("fidelity", help="classify generated pieces per requested style")
     f.add_argument("--checkpoint", default=None, help="generator folder (default: assets/model)")
     f.add_argument("--classifier", default=str(ASSET_DIR))
@@ -625,11 +659,17 @@ def main(argv: list[str] | None = None) -> int:
             train_classifier(from_args(TrainConfig, args), from_args(ModelConfig, args),
                              from_args(FeatureConfig, args))
             return 0
+        if args.command == "retest":
+            retest_classifier(args.classifier, args.out, args.data, args.cache, args.max_clips,
+                              args.key_shifts)
+            return 0
         if args.command == "crossval":
             from musicgen.classify_cv import main as crossval_main
 
-            return crossval_main(from_args(TrainConfig, args), from_args(ModelConfig, args),
-                                 from_args(FeatureConfig, args), args.folds, args.pool)
+            # a re-scored run keeps its own feature settings: only the test-time ones come from here
+            fcfg = None if args.rescore else from_args(FeatureConfig, args)
+            return crossval_main(from_args(TrainConfig, args), from_args(ModelConfig, args), fcfg, args.folds,
+                                 args.pool, args.rescore, args.baseline_only, args.max_clips, args.key_shifts)
         from musicgen.checkpoint import DEFAULT_CHECKPOINT
         from musicgen.sample import Generator
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 from collections import Counter
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -241,7 +242,7 @@ def test_exact_binomial_and_mcnemar_p_values():
 
 def test_crossval_holds_out_every_piece_once_for_both_models(tiny_corpus, tmp_path):
     from musicgen.classify_cv import crossval
-    from musicgen.classify_data import TrainConfig
+    from musicgen.classify_data import TrainConfig, main
 
     tcfg = TrainConfig(data=str(tiny_corpus), out=str(tmp_path), cache=str(tmp_path / "cache"), min_pieces=8,
                        batch_size=4, steps_per_epoch=2, max_epochs=1, baseline_clips=2)
@@ -258,6 +259,18 @@ def test_crossval_holds_out_every_piece_once_for_both_models(tiny_corpus, tmp_pa
     only_gru = sum(r["gru"] == r["true"] != r["baseline"] for r in rows)
     assert report["gru_vs_baseline"]["only_first"] == only_gru
     assert report["chance"]["majority_piece_accuracy"] == 0.5
+    # the fold models are kept: judged again with the same settings they give the same answers
+    again = crossval(tcfg, cl.ModelConfig(), cl.FeatureConfig(), folds=4, trained=tmp_path)
+    assert again["per_piece"] == rows and again["cpu_minutes_per_fold"] == [0.0] * 4
+    (tmp_path / "crossval.json").write_text(json.dumps(report))
+    argv = ["crossval", "--rescore", str(tmp_path), "--out", str(tmp_path / "fewer"), "--max-clips", "1"]
+    assert main(argv) == 0
+    fewer = json.loads((tmp_path / "fewer" / "crossval.json").read_text())
+    assert fewer["gru"]["clips"] == fewer["baseline"]["clips"] == 16 and fewer["trained"] == str(tmp_path)
+    assert main(argv + ["--key-shifts", "1"]) == 2  # these are mel bands: nothing to shift
+    alone = crossval(tcfg, cl.ModelConfig(), cl.FeatureConfig(), folds=4, gru=False)
+    assert alone["gru"] is None and alone["baseline"] == report["baseline"]
+    assert [r["baseline"] for r in alone["per_piece"]] == [r["baseline"] for r in rows]
 
 
 def test_crossval_refit_trains_again_on_train_and_val_for_the_chosen_epochs(tiny_corpus, tmp_path, capsys):
@@ -357,7 +370,7 @@ def test_conv_front_end_sees_one_step_per_stack_and_saves_and_loads_exactly(tmp_
 
 
 def test_shift_keys_moves_semitone_bands_like_a_transposition():
-    from musicgen.classify_data import FLOOR_DB, shift_keys
+    from musicgen.classify import FLOOR_DB, shift_keys
 
     x = np.arange(2 * 5, dtype=np.float32).reshape(2, 5)
     assert shift_keys(x, 2).tolist() == [[FLOOR_DB, FLOOR_DB, 0, 1, 2], [FLOOR_DB, FLOOR_DB, 5, 6, 7]]
@@ -366,6 +379,21 @@ def test_shift_keys_moves_semitone_bands_like_a_transposition():
     cfg = cl.FeatureConfig(n_fft=2048, n_mels=88, scale="semitone")
     a4, b4 = (cl.log_mel(tone(2.0, 440.0 * 2 ** (k / 12)), cfg).mean(axis=0) for k in (0, 2))
     assert int(shift_keys(a4[None], 2)[0].argmax()) == int(b4.argmax()) == 71 - 21
+
+
+def test_key_shifts_average_the_clip_heard_in_neighbouring_keys():
+    torch.manual_seed(0)
+    mcfg = cl.ModelConfig(n_mels=88, n_proj=8, n_hidden=8, n_layer=1, conv=2, n_classes=3)
+    model = cl.StyleGRU(mcfg).eval()
+    fcfg = cl.FeatureConfig(n_mels=88, n_fft=2048, scale="semitone", clip_sec=0.1, max_clips=2)
+    mel = np.random.default_rng(0).normal(-40, 10, (3 * fcfg.clip_frames, 88)).astype(np.float32)
+    plain = cl.Classifier(model, ["a", "b", "c"], fcfg, {}).clip_probabilities(mel)
+    shifted = cl.Classifier(model, ["a", "b", "c"], cl.FeatureConfig(**{**asdict(fcfg), "key_shifts": 2}), {})
+    views = [cl.Classifier(model, ["a", "b", "c"], fcfg, {}).clip_probabilities(cl.shift_keys(mel, k))
+             for k in range(-2, 3)]
+    assert plain.shape == (2, 3) and np.allclose(shifted.clip_probabilities(mel), np.mean(views, axis=0))
+    with pytest.raises(MusicgenError, match="semitone"):
+        cl.FeatureConfig(key_shifts=1)
 
 
 def test_semitone_conv_pitch_shifted_training_runs_and_mel_refuses_pitch_shift(tiny_corpus, tmp_path):
@@ -383,3 +411,30 @@ def test_semitone_conv_pitch_shifted_training_runs_and_mel_refuses_pitch_shift(t
     classes, pieces, _ = load_pieces(tiny_corpus, 2, mel, tmp_path / "cache")
     with pytest.raises(MusicgenError, match="--scale semitone"):
         fit(tcfg, mcfg, mel, classes, pieces, pieces)
+
+
+def test_retest_judges_the_held_out_pieces_again_with_new_test_time_settings(tiny_corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from musicgen.classify_data import TrainConfig, retest_classifier, train_classifier
+
+    tcfg = TrainConfig(data=str(tiny_corpus), out=str(tmp_path / "run"), cache=str(tmp_path / "cache"),
+                       min_pieces=8, batch_size=4, steps_per_epoch=2, max_epochs=1, baseline_clips=2)
+    fcfg = cl.FeatureConfig(n_fft=2048, n_mels=88, scale="semitone")
+    run = train_classifier(tcfg, cl.ModelConfig(n_proj=8, n_hidden=8, n_layer=1, conv=2), fcfg)
+    before = json.loads((run / "best" / "config.json").read_text())
+    assert before["metrics"]["test"]["clips"] == 2 * before["metrics"]["test"]["pieces"]  # 16 s pieces
+    out = retest_classifier(run / "best", tmp_path / "again", "", tcfg.cache, max_clips=1, key_shifts=2)
+    after = json.loads((out / "best" / "config.json").read_text())
+    assert after["features"] == {**before["features"], "max_clips": 1, "key_shifts": 2}
+    assert after["split"] == before["split"] and after["retest"] == "--max-clips 1 --key-shifts 2"
+    for name in ("test", "baseline_logreg_mean_std_logmel"):
+        assert after["metrics"][name]["clips"] == after["metrics"][name]["pieces"] > 0
+    a, b = (load_file(str(f / "best" / "model.safetensors")) for f in (run, out))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = tmp_path / "other"
+    for i in range(8):
+        write_score(tiny_piece(shift=i), other / "alpha" / f"x{i}.mid")
+        write_score(tiny_piece(shift=5 + i), other / "beta" / f"x{i}.mid")
+    with pytest.raises(MusicgenError, match="not the ones"):
+        retest_classifier(run / "best", tmp_path / "bad", str(other), tcfg.cache, max_clips=1, key_shifts=0)
