@@ -112,18 +112,19 @@ PIANO_KEYS = 88  # A0 (MIDI 21) .. C8 (MIDI 108)
 
 
 @functools.lru_cache(maxsize=8)
-def semitone_filterbank(sample_rate: int, n_fft: int) -> np.ndarray:
-    """(88, n_fft // 2 + 1) triangles, one per piano key, peaking at 1 on the key's frequency and
+def semitone_filterbank(sample_rate: int, n_fft: int, n_bands: int = PIANO_KEYS) -> np.ndarray:
+    """(n_bands, n_fft // 2 + 1) triangles, one per piano key (A0 up; past C8 the semitones go on
+    above the keyboard, where only partials sound), peaking at 1 on the key's frequency and
     reaching zero on its neighbours' (or one FFT bin away where keys are closer than a bin).
 
     Peak-normalised, so a partial counts fully in the key it sits on, whatever the band's width.
     """
     fft_hz = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
     bin_hz = fft_hz[1]
-    keys = np.arange(20, 110)  # each key's neighbours: 20 and 109 bound A0 and C8
+    keys = np.arange(20, 22 + n_bands)  # each band's neighbours: with 88 bands, 20 and 109 bound A0 and C8
     edges_hz = 440.0 * 2.0 ** ((keys - 69) / 12.0)
     if edges_hz[-1] > sample_rate / 2:
-        raise MusicgenError(f"a sample rate of {sample_rate} Hz cannot hold the top piano key's band")
+        raise MusicgenError(f"a sample rate of {sample_rate} Hz cannot hold the top band ({n_bands} from A0)")
     centre = edges_hz[1:-1]
     lower = np.minimum(edges_hz[:-2], centre - bin_hz)  # low keys: wider than a bin, so never empty
     upper = np.maximum(edges_hz[2:], centre + bin_hz)
@@ -135,9 +136,10 @@ def filterbank(cfg: FeatureConfig) -> np.ndarray:
     if cfg.scale == "mel":
         return mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
     if cfg.scale == "semitone":
-        if cfg.n_mels != PIANO_KEYS:
-            raise MusicgenError(f"the semitone scale has {PIANO_KEYS} bands, one per key; pass --n-mels 88")
-        return semitone_filterbank(cfg.sample_rate, cfg.n_fft)
+        if cfg.n_mels < PIANO_KEYS:
+            raise MusicgenError(f"the semitone scale has at least {PIANO_KEYS} bands, one per key; "
+                                "pass --n-mels 88 (or more, for semitones above C8)")
+        return semitone_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
     raise MusicgenError(f"unknown band scale {cfg.scale!r}: use mel or semitone")
 
 

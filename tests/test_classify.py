@@ -93,12 +93,24 @@ def test_a_tone_is_loudest_in_its_piano_keys_semitone_band(n_fft, keys):
 
 
 def test_bad_band_settings_are_user_errors():
-    with pytest.raises(MusicgenError, match="88 bands"):
+    with pytest.raises(MusicgenError, match="at least 88 bands"):
         cl.filterbank(cl.FeatureConfig(scale="semitone", n_mels=64))
     with pytest.raises(MusicgenError, match="unknown band scale"):
         cl.filterbank(cl.FeatureConfig(scale="bark"))
-    with pytest.raises(MusicgenError, match="top piano key"):
+    with pytest.raises(MusicgenError, match="top band"):
         cl.filterbank(cl.FeatureConfig(scale="semitone", n_mels=88, sample_rate=8000))
+    with pytest.raises(MusicgenError, match="top band"):  # B8's upper neighbour is above 8 kHz
+        cl.filterbank(cl.FeatureConfig(scale="semitone", n_mels=99, n_fft=2048))
+
+
+def test_semitone_bands_above_c8_keep_the_keys_and_go_on_by_semitones():
+    keys = cl.filterbank(cl.FeatureConfig(scale="semitone", n_mels=88, n_fft=2048))
+    more = cl.filterbank(cl.FeatureConfig(scale="semitone", n_mels=98, n_fft=2048))
+    assert more.shape == (98, 1025) and np.array_equal(more[:88], keys)  # the keys are untouched
+    cfg = cl.FeatureConfig(scale="semitone", n_mels=98, n_fft=2048)
+    for key in (100, 112, 118):  # E7, E8, A-sharp8: past the keyboard, partials only
+        hz = 440.0 * 2 ** ((key - 69) / 12)
+        assert int(cl.log_mel(tone(2.0, hz), cfg).mean(axis=0).argmax()) == key - 21
 
 
 def test_resample_keeps_duration_and_pitch():
