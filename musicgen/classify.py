@@ -255,11 +255,33 @@ class StyleGRU(nn.Module):
         return self.head(self.drop(pooled))
 
 
+class StyleEnsemble(nn.Module):
+    """Several StyleGRUs (seeds of one recipe) heard as one: their class probabilities averaged.
+
+    A single model's choice swings by a tenth of the pieces from seed to seed; the average of a few
+    is steadier and better (docs/CLASSIFIER.md).
+    """
+
+    def __init__(self, members: list[StyleGRU]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.cfg = members[0].cfg
+
+    @property
+    def feat_mean(self) -> torch.Tensor:
+        return self.members[0].feat_mean
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log of the members' mean probabilities (B, C): a softmax of it gives that mean."""
+        logp = torch.stack([m(mel).log_softmax(dim=-1) for m in self.members])
+        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
+
+
 @dataclass
 class Classifier:
     """A loaded classifier: the model, its class names and the feature settings it was trained on."""
 
-    model: StyleGRU
+    model: StyleGRU | StyleEnsemble
     classes: list[str]
     features: FeatureConfig
     config: dict
@@ -272,7 +294,9 @@ class Classifier:
         clips = np.stack([mel[s:s + n] for s in starts]).astype(np.float32)  # (N, T, M)
         k = self.features.key_shifts
         views = [shift_keys(clips, j) for j in range(-k, k + 1)] if k else [clips]
-        probs = [torch.softmax(self.model(torch.from_numpy(v)), dim=-1).numpy() for v in views]
+        device = self.model.feat_mean.device  # where training left it: CPU, or CUDA while training there
+        probs = [torch.softmax(self.model(torch.from_numpy(v).to(device)), dim=-1).cpu().numpy()
+                 for v in views]
         return np.mean(probs, axis=0)
 
     def result(self, mel: np.ndarray) -> dict:
@@ -283,16 +307,18 @@ class Classifier:
                 "top": self.classes[int(order[0])]}
 
 
-def save_classifier(folder: str | Path, model: StyleGRU, classes: list[str], features: FeatureConfig,
-                    meta: dict) -> Path:
-    """Write model.safetensors and config.json (classes, features, model settings, meta)."""
+def save_classifier(folder: str | Path, model: StyleGRU | StyleEnsemble, classes: list[str],
+                    features: FeatureConfig, meta: dict) -> Path:
+    """Write model.safetensors and config.json (classes, features, model settings, members, meta)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"))
-    config = {"classes": list(classes), "features": asdict(features), "model": asdict(model.cfg), **meta}
+    members = len(model.members) if isinstance(model, StyleEnsemble) else 1
+    config = {"classes": list(classes), "features": asdict(features), "model": asdict(model.cfg),
+              **meta, "members": members}
     (folder / "config.json").write_text(json.dumps(config, indent=1))
     return folder
 
@@ -305,7 +331,8 @@ def _load(folder: Path) -> Classifier:
         raise MusicgenError(f"no classifier in {folder} (expected model.safetensors and config.json); "
                             "train one with `python -m musicgen.classify_data train`")
     config = json.loads((folder / "config.json").read_text())
-    model = StyleGRU(ModelConfig(**config["model"]))
+    cfg, members = ModelConfig(**config["model"]), config.get("members", 1)
+    model = StyleEnsemble([StyleGRU(cfg) for _ in range(members)]) if members > 1 else StyleGRU(cfg)
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     model.eval()
     return Classifier(model, list(config["classes"]), FeatureConfig(**config["features"]), config)

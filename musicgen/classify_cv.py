@@ -7,7 +7,8 @@ fold i+1 chooses the early-stopping epoch and the baseline's C, the rest trains.
 the logistic regression see the same folds, so their per-piece hits pair up for McNemar's test.
 
 `python -m musicgen.classify_data crossval --data DIR [--folds 5] [--seed S] [--out DIR]` (each
-fold's model is kept in OUT/fold0, fold1, ...; `--baseline-only` skips the GRU); then
+fold's model is kept in OUT/fold0, fold1, ...; `--baseline-only` skips the GRU, `--gru-only` the
+baseline); then
 `python -m musicgen.classify_data crossval --pool RUN [RUN ...] --out DIR` averages the GRUs of runs
 that differ only in their seed (each run keeps its clip probabilities) and scores them as one, and
 `python -m musicgen.classify_data crossval --rescore RUN --max-clips N --key-shifts K --out DIR`
@@ -71,13 +72,14 @@ def summary(hits: list[bool], clip_hits: int, clips: int) -> dict:
 
 
 def crossval(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: int,
-             trained: Path | None = None, gru: bool = True) -> dict:
+             trained: Path | None = None, gru: bool = True, with_baseline: bool = True) -> dict:
     """Train and test the GRU and the baseline on every fold; pooled per-piece results.
 
     `trained`: a finished run whose fold models (saved as fold0/, fold1/, ...) are judged again
-    with `fcfg`'s test-time settings instead of training new ones. `gru=False`: the baseline only.
+    with `fcfg`'s test-time settings instead of training new ones. `gru=False`: the baseline only;
+    `with_baseline=False`: the GRU only (its fold models kept for a later rescore with the baseline).
     """
-    classes, pieces, skipped = load_pieces(tcfg.data, tcfg.min_pieces, fcfg, tcfg.cache)
+    classes, pieces, skipped = load_pieces(tcfg.data, tcfg.min_pieces, fcfg, tcfg.cache, workers=tcfg.workers)
     fold = assign_folds([p.path for p in pieces], folds)
     per_piece, clip_hits, cpu = [], Counter(), []
     for i in range(folds):
@@ -87,41 +89,49 @@ def crossval(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: i
             part[role.get(fold[p.path], "train")].append(p)
         print(f"fold {i + 1}/{folds}: train/val/test pieces "
               f"{len(part['train'])}/{len(part['val'])}/{len(part['test'])}", flush=True)
-        lr = baseline(classes, part["train"], part["val"], part["test"], fcfg, tcfg.baseline_clips,
-                      tcfg.refit)
-        clip_hits["baseline"] += int(np.trace(lr["clip_confusion"]))
-        clip_hits["clips"] += lr["clips"]  # the GRU judges the same clips
-        rows = [{"path": b["path"], "fold": i, "true": b["true"], "baseline": b["top"]}
-                for b in lr["per_piece"]]
+        rows = [{"path": p.path, "fold": i, "true": classes[p.label]} for p in part["test"]]
+        if with_baseline:
+            lr = baseline(classes, part["train"], part["val"], part["test"], fcfg, tcfg.baseline_clips,
+                          tcfg.refit)
+            clip_hits["baseline"] += int(np.trace(lr["clip_confusion"]))
+            for row, b in zip(rows, lr["per_piece"], strict=True):
+                row["baseline"] = b["top"]
         if gru:
             saved = trained / f"fold{i}" if trained else None
             clf, seconds = fold_model(tcfg, mcfg, fcfg, classes, part, saved)
             if not trained:  # kept so that test-time settings can be judged again without training
                 save_classifier(Path(tcfg.out) / f"fold{i}", clf.model, classes, fcfg,
                                 {"fold": i, "folds": folds, "test": [p.path for p in part["test"]]})
-            probs = [clf.clip_probabilities(p.mel.astype(np.float32)) for p in part["test"]]
+            probs = [clf.clip_probabilities(p.mel) for p in part["test"]]
             g = score_predictions(classes, part["test"], probs)
             clip_hits["gru"] += int(np.trace(g["clip_confusion"]))
+            clip_hits["clips"] += g["clips"]  # the baseline judges the same clips
             cpu.append(round(seconds / 60, 2))
             for row, x, pr in zip(rows, g["per_piece"], probs, strict=True):
                 row.update(gru=x["top"], gru_clip_probs=np.round(pr, 5).tolist())
-            print(f"  fold {i + 1}: GRU {g['piece_accuracy']:.3f}, baseline {lr['piece_accuracy']:.3f} "
-                  f"piece accuracy ({cpu[-1]} CPU min)", flush=True)
+            print(f"  fold {i + 1}: GRU {g['piece_accuracy']:.3f} piece accuracy ({cpu[-1]} CPU min)",
+                  flush=True)
+        else:
+            clip_hits["clips"] += lr["clips"]
+        if with_baseline:
+            print(f"  fold {i + 1}: baseline {lr['piece_accuracy']:.3f} piece accuracy", flush=True)
         per_piece += rows
-    lr_hits = [r["baseline"] == r["true"] for r in per_piece]
+    lr_hits = [r["baseline"] == r["true"] for r in per_piece] if with_baseline else []
     majority = Counter(r["true"] for r in per_piece).most_common(1)[0]
     report = {"folds": folds, "classes": classes, "train": asdict(tcfg), "model": asdict(mcfg),
               "features": asdict(fcfg), "trained": str(trained) if trained else None,
-              "skipped_files": skipped, "cpu_minutes_per_fold": cpu, "gru": None,
-              "baseline": summary(lr_hits, clip_hits["baseline"], clip_hits["clips"]),
+              "skipped_files": skipped, "cpu_minutes_per_fold": cpu, "gru": None, "baseline": None,
               "chance": {"uniform": 1 / len(classes), "majority_class": majority[0],
                          "majority_piece_accuracy": majority[1] / len(per_piece)},
               "per_piece": per_piece}
+    if with_baseline:
+        report["baseline"] = summary(lr_hits, clip_hits["baseline"], clip_hits["clips"])
     if gru:
         gru_hits = [r["gru"] == r["true"] for r in per_piece]
         report.update(gru=summary(gru_hits, clip_hits["gru"], clip_hits["clips"]),
-                      gru_vs_baseline=mcnemar(gru_hits, lr_hits),
                       gru_vs_uniform_p=binomial_two_sided(sum(gru_hits), len(gru_hits), 1 / len(classes)))
+        if with_baseline:
+            report["gru_vs_baseline"] = mcnemar(gru_hits, lr_hits)
     return report
 
 
@@ -148,9 +158,11 @@ def ensemble(runs: list[Path]) -> dict:
     reports = [json.loads((Path(r) / "crossval.json").read_text()) for r in runs]
     first = reports[0]
 
+    with_baseline = all(r["baseline"] for r in reports)  # else (a --gru-only run) the pool has none
+
     def layout(r):
-        return [(x["path"], x["fold"], x["baseline"], len(x.get("gru_clip_probs", ())))
-                for x in r["per_piece"]]
+        return [(x["path"], x["fold"], x["baseline"] if with_baseline else None,
+                 len(x.get("gru_clip_probs", ()))) for x in r["per_piece"]]
 
     if any(layout(r) != layout(first) or r["classes"] != first["classes"] for r in reports):
         raise MusicgenError("these cross-validations differ in pieces, folds, classes or baseline")
@@ -162,23 +174,27 @@ def ensemble(runs: list[Path]) -> dict:
         true = classes.index(rows[0]["true"])
         clip_hits += int((probs.argmax(axis=1) == true).sum())
         clips += len(probs)
-        per_piece.append({**{k: rows[0][k] for k in ("path", "fold", "true", "baseline")},
+        kept = ("path", "fold", "true", "baseline") if with_baseline else ("path", "fold", "true")
+        per_piece.append({**{k: rows[0][k] for k in kept},
                           "gru": classes[int(probs.mean(axis=0).argmax())]})
     gru_hits = [r["gru"] == r["true"] for r in per_piece]
-    lr_hits = [r["baseline"] == r["true"] for r in per_piece]
-    return {"runs": [str(r) for r in runs], "member_piece_hits": [r["gru"]["piece_hits"] for r in reports],
-            "folds": first["folds"], "classes": classes,
-            "gru": summary(gru_hits, clip_hits, clips), "baseline": first["baseline"],
-            "chance": first["chance"], "gru_vs_baseline": mcnemar(gru_hits, lr_hits),
-            "gru_vs_uniform_p": binomial_two_sided(sum(gru_hits), len(gru_hits), 1 / len(classes)),
-            "per_piece": per_piece}
+    report = {"runs": [str(r) for r in runs], "member_piece_hits": [r["gru"]["piece_hits"] for r in reports],
+              "folds": first["folds"], "classes": classes,
+              "gru": summary(gru_hits, clip_hits, clips),
+              "baseline": first["baseline"] if with_baseline else None, "chance": first["chance"],
+              "gru_vs_uniform_p": binomial_two_sided(sum(gru_hits), len(gru_hits), 1 / len(classes)),
+              "per_piece": per_piece}
+    if with_baseline:
+        report["gru_vs_baseline"] = mcnemar(gru_hits, [r["baseline"] == r["true"] for r in per_piece])
+    return report
 
 
 def format_crossval(r: dict) -> str:
     """The pooled numbers as a few readable lines."""
     g, b = r["gru"], r["baseline"]
     line = "  {:<9} piece acc {}/{} = {:.3f} (95% CI {:.2f}-{:.2f})  clip acc {:.3f}"
-    out = [f"{r['folds']}-fold cross-validation over {b['pieces']} pieces, {len(r['classes'])} composers"]
+    n = (g or b)["pieces"]
+    out = [f"{r['folds']}-fold cross-validation over {n} pieces, {len(r['classes'])} composers"]
     for name, x in (("GRU", g), ("baseline", b)):
         if x:
             out.append(line.format(name, x["piece_hits"], x["pieces"], x["piece_accuracy"],
@@ -186,7 +202,7 @@ def format_crossval(r: dict) -> str:
     c = r["chance"]
     out.append(f"  chance    uniform {c['uniform']:.3f}, majority ({c['majority_class']}) "
                f"{c['majority_piece_accuracy']:.3f}")
-    if g:
+    if g and b:
         m = r["gru_vs_baseline"]
         out.append(f"  McNemar: GRU alone right on {m['only_first']} pieces, baseline alone on "
                    f"{m['only_second']}, p = {m['p_value']:.3g}; GRU vs uniform chance p = "
@@ -194,7 +210,8 @@ def format_crossval(r: dict) -> str:
     return "\n".join(out)
 
 
-def rescore(run: Path, out: str, max_clips: int, key_shifts: int, baseline_only: bool = False) -> dict:
+def rescore(run: Path, out: str, max_clips: int, key_shifts: int, baseline_only: bool = False,
+            gru_only: bool = False) -> dict:
     """A finished run's fold models (and its baseline) judged again on `max_clips` clips per piece,
     each heard `key_shifts` keys up and down; every other setting is the run's."""
     r = json.loads((run / "crossval.json").read_text())
@@ -202,21 +219,21 @@ def rescore(run: Path, out: str, max_clips: int, key_shifts: int, baseline_only:
         raise MusicgenError(f"{run} kept no fold models (fold0/, ...): re-run it with this version")
     fcfg = FeatureConfig(**{**r["features"], "max_clips": max_clips, "key_shifts": key_shifts})
     return crossval(TrainConfig(**{**r["train"], "out": out}), ModelConfig(**r["model"]), fcfg, r["folds"],
-                    trained=run, gru=not baseline_only)
+                    trained=run, gru=not baseline_only, with_baseline=not gru_only)
 
 
 def main(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig | None, folds: int,
          runs: list[str] | None = None, rescore_run: str | None = None, baseline_only: bool = False,
-         max_clips: int = 8, key_shifts: int = 0) -> int:
+         max_clips: int = 8, key_shifts: int = 0, gru_only: bool = False) -> int:
     """Run the cross-validation (or pool finished `runs`, or judge `rescore_run`'s fold models
     again with max_clips and key_shifts), print it, write OUT/crossval.json."""
     t0 = time.time()
     if runs:
         report = ensemble([Path(r) for r in runs])
     elif rescore_run:
-        report = rescore(Path(rescore_run), tcfg.out, max_clips, key_shifts, baseline_only)
+        report = rescore(Path(rescore_run), tcfg.out, max_clips, key_shifts, baseline_only, gru_only)
     else:
-        report = crossval(tcfg, mcfg, fcfg, folds, gru=not baseline_only)
+        report = crossval(tcfg, mcfg, fcfg, folds, gru=not baseline_only, with_baseline=not gru_only)
     report["seconds"] = round(time.time() - t0)
     out = Path(tcfg.out)
     out.mkdir(parents=True, exist_ok=True)

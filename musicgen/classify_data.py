@@ -38,6 +38,7 @@ from musicgen.classify import (
     Classifier,
     FeatureConfig,
     ModelConfig,
+    StyleEnsemble,
     StyleGRU,
     classify_score,
     clip_starts,
@@ -74,6 +75,8 @@ class TrainConfig:
     pitch_shift: int = 0  # semitone bands only: move each training crop up to this many keys up or down
     baseline_clips: int = 24  # evenly spaced clips per training piece for the logistic regression
     seed: int = 0
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    workers: int = 1  # processes rendering uncached pieces (the first run over a corpus)
     refit: bool = False  # crossval only: then train again on train + val for the chosen epochs (and C)
 
 
@@ -133,11 +136,33 @@ def shifts_for(rel: str, n: int) -> list[int]:
     return [int(k) for k in rng.choice([k for k in range(-5, 7) if k], size=n, replace=False)]
 
 
+def _cache_one(path: Path, fcfg: FeatureConfig, cache_dir: Path, shift: int) -> None:
+    torch.set_num_threads(1)  # one core per worker process
+    try:
+        piece_mel(path, fcfg, cache_dir, shift)
+    except Exception:  # reported when the main process loads the piece again
+        pass
+
+
+def render_in_parallel(jobs: list[tuple[Path, int]], fcfg: FeatureConfig, cache_dir: Path,
+                       workers: int) -> None:
+    """Fill the cache with the (file, shift) renders in `workers` processes."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    # spawn, not fork: a forked copy of a process that has run torch can hang in its thread pool
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        for done in [pool.submit(_cache_one, f, fcfg, cache_dir, k) for f, k in jobs]:
+            done.result()
+
+
 def load_pieces(root: str | Path, min_pieces: int, fcfg: FeatureConfig, cache_dir: str | Path,
-                transposed: int = 0) -> tuple[list[str], list[PieceMel], list[tuple[str, str]]]:
+                transposed: int = 0, workers: int = 1
+                ) -> tuple[list[str], list[PieceMel], list[tuple[str, str]]]:
     """(classes, pieces of those classes with their split and log-mel, skipped (path, reason)).
 
     Training pieces also get `transposed` renders in other keys (augmentation); held-out ones never.
+    Pieces not in the cache yet are rendered by `workers` processes first.
     """
     root = Path(root)
     files = find_midi_files(root)
@@ -150,11 +175,16 @@ def load_pieces(root: str | Path, min_pieces: int, fcfg: FeatureConfig, cache_di
         raise MusicgenError(f"fewer than two composers have {min_pieces} or more pieces under {root}")
     pieces, skipped = [], []
     todo = [(f, r) for f, r in zip(files, rels, strict=True) if style_of(r) in classes]
+
+    def shifts(rel):
+        return shifts_for(rel, transposed) if splits[rel] == "train" else []
+
+    if workers > 1:
+        render_in_parallel([(f, k) for f, r in todo for k in [0, *shifts(r)]], fcfg, Path(cache_dir), workers)
     for i, (f, rel) in enumerate(todo):
         try:
             mel = piece_mel(f, fcfg, Path(cache_dir))
-            shifts = shifts_for(rel, transposed) if splits[rel] == "train" else []
-            others = [piece_mel(f, fcfg, Path(cache_dir), k) for k in shifts]
+            others = [piece_mel(f, fcfg, Path(cache_dir), k) for k in shifts(rel)]
         except Exception as e:  # one bad file never aborts a run
             skipped.append((rel, str(e)))
             log.warning("skipped %s: %s", rel, e)
@@ -249,7 +279,7 @@ def score_predictions(classes: list[str], pieces: list[PieceMel], clip_probs: li
 
 def evaluate_model(clf: Classifier, pieces: list[PieceMel]) -> dict:
     """score_predictions of the GRU on the API's clips of each piece."""
-    probs = [clf.clip_probabilities(p.mel.astype(np.float32)) for p in pieces]
+    probs = [clf.clip_probabilities(p.mel) for p in pieces]  # it takes float32 copies of the clips alone
     return score_predictions(clf.classes, pieces, probs)
 
 
@@ -373,6 +403,7 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
     """
     if tcfg.pitch_shift and fcfg.scale != "semitone":
         raise MusicgenError("--pitch-shift moves semitone bands; it needs --scale semitone --n-mels 88")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if tcfg.device == "auto" else tcfg.device
     torch.manual_seed(tcfg.seed)
     mcfg = ModelConfig(**{**asdict(mcfg), "n_mels": fcfg.n_mels, "n_classes": len(classes)})
     model = StyleGRU(mcfg)
@@ -380,10 +411,11 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
     model.feat_mean.copy_(torch.from_numpy(frames.mean(axis=0)))
     model.feat_std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-3))
     del frames
-    ema = copy.deepcopy(model)  # what is evaluated and saved
-    clf = Classifier(ema, classes, fcfg, {})
     sampler = ClipSampler(train, len(classes), fcfg.clip_frames, tcfg.gain_db, tcfg.masks,
                           model.feat_mean.numpy(), tcfg.seed, tcfg.pitch_shift)
+    model.to(device)
+    ema = copy.deepcopy(model)  # what is evaluated and saved
+    clf = Classifier(ema, classes, fcfg, {})
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     history, best, best_state, stale = [], (-1.0, 0.0), None, 0
     cpu_start = time.process_time()
@@ -392,7 +424,7 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
         losses = []
         for _ in range(tcfg.steps_per_epoch):
             x, y = sampler.batch(tcfg.batch_size)
-            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss = torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -400,8 +432,9 @@ def fit(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, classes: list
             with torch.no_grad():
                 for avg, now in zip(ema.parameters(), model.parameters(), strict=True):
                     avg.lerp_(now, 1.0 - tcfg.ema)
-            losses.append(loss.item())
+            losses.append(loss.detach())  # no .item() here: a GPU runs on while the next batch is cut
         ema.eval()
+        losses = torch.stack(losses).double().cpu().numpy()
         if epochs:
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses))})
             print(f"epoch {epoch}/{epochs}: train {np.mean(losses):.3f}", flush=True)
@@ -438,7 +471,8 @@ def train_classifier(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig) 
     out = Path(tcfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cpu0 = time.process_time()
-    classes, pieces, skipped = load_pieces(tcfg.data, tcfg.min_pieces, fcfg, tcfg.cache, tcfg.transposed)
+    classes, pieces, skipped = load_pieces(tcfg.data, tcfg.min_pieces, fcfg, tcfg.cache, tcfg.transposed,
+                                            tcfg.workers)
     feature_cpu = time.process_time() - cpu0
     split = {s: [p for p in pieces if p.split == s] for s in ("train", "val", "test")}
     print(f"classes ({len(classes)}): {', '.join(classes)}; pieces train/val/test "
@@ -471,12 +505,40 @@ def held_out_metrics(clf: Classifier, split: dict[str, list[PieceMel]], baseline
             "chance": chance(clf.classes, split["train"], split["test"])}
 
 
-def retest_classifier(folder: str | Path, out: str | Path, data: str, cache: str, max_clips: int,
+def combine(folders: list[str | Path]) -> Classifier:
+    """One saved classifier, or several trained alike on the same split (seeds) as one ensemble."""
+    saved = [load_classifier(f) for f in folders]
+    first = saved[0]
+    if len(saved) == 1:
+        return first
+
+    def recipe(c: Classifier):  # all but the seed and the test-time settings
+        features = {k: v for k, v in asdict(c.features).items() if k not in ("max_clips", "key_shifts")}
+        return c.classes, features, asdict(c.model.cfg), c.config.get("split")
+
+    for folder, c in zip(folders, saved, strict=True):
+        if isinstance(c.model, StyleEnsemble):
+            raise MusicgenError(f"{folder} is already an ensemble: list its members instead")
+        if recipe(c) != recipe(first):
+            raise MusicgenError(f"{folder} differs from {folders[0]} in classes, features, model or split")
+    one_member = ("history", "cpu_minutes", "params", "metrics")  # per member: listed below instead
+    config = {k: v for k, v in first.config.items() if k not in one_member}
+    config.update(member_folders=[str(f) for f in folders],
+                  member_seeds=[c.config["train"]["seed"] for c in saved],
+                  member_epochs=[len(c.config.get("history", [])) for c in saved],
+                  member_cpu_minutes=[c.config.get("cpu_minutes") for c in saved],
+                  member_test_piece_accuracy=[c.config["metrics"]["test"]["piece_accuracy"] for c in saved],
+                  params=sum(p.numel() for c in saved for p in c.model.parameters()))
+    return Classifier(StyleEnsemble([c.model for c in saved]), first.classes, first.features, config)
+
+
+def retest_classifier(folders: list[str | Path], out: str | Path, data: str, cache: str, max_clips: int,
                       key_shifts: int) -> Path:
-    """A saved classifier, set to judge `max_clips` clips per piece heard `key_shifts` keys up and
-    down, measured again on its held-out pieces (the baseline with as many clips) and saved to
-    out/best with the new settings and figures; the weights are unchanged."""
-    saved = load_classifier(folder)
+    """A saved classifier (or several seeds of one recipe, averaged as one), set to judge `max_clips`
+    clips per piece heard `key_shifts` keys up and down, measured again on its held-out pieces (the
+    baseline with as many clips) and saved to out/best with the new settings and figures; the
+    weights are unchanged."""
+    saved = combine(folders)
     config = saved.config
     fcfg = FeatureConfig(**{**asdict(saved.features), "max_clips": max_clips, "key_shifts": key_shifts})
     train = TrainConfig(**config["train"])
@@ -484,7 +546,8 @@ def retest_classifier(folder: str | Path, out: str | Path, data: str, cache: str
     split = {s: [p for p in pieces if p.split == s] for s in ("train", "val", "test")}
     paths = {s: sorted(p.path for p in ps) for s, ps in split.items()}
     if classes != saved.classes or paths != config["split"]:
-        raise MusicgenError(f"the pieces under {data or train.data} are not the ones {folder} was trained on")
+        raise MusicgenError(f"the pieces under {data or train.data} are not the ones {folders[0]} "
+                            "was trained on")
     clf = Classifier(saved.model, classes, fcfg, config)
     metrics = held_out_metrics(clf, split, train.baseline_clips)
     out = Path(out)
@@ -637,9 +700,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="instead of training: judge RUN's fold models again with --max-clips and "
                          "--key-shifts (all else as RUN; its baseline too)")
     cv.add_argument("--baseline-only", action="store_true", help="train and test only the baseline")
+    cv.add_argument("--gru-only", action="store_true",
+                    help="train and test only the GRU (a later --rescore of the run judges the baseline)")
     r = sub.add_parser("retest", help="judge a saved classifier's held-out pieces again with other "
                                       "test-time settings (clips per piece, key shifts)")
-    r.add_argument("--classifier", default=str(ASSET_DIR))
+    r.add_argument("--classifier", nargs="+", default=[str(ASSET_DIR)],
+                   help="a classifier folder, or several trained alike (seeds): averaged as one")
     r.add_argument("--out", required=True, help="writes OUT/best (the classifier) and OUT/confusion.png")
     r.add_argument("--data", default="", help="corpus folder (default: the one it was trained on)")
     r.add_argument("--cache", default=TrainConfig.cache)
@@ -653,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--json", default=None, help="also write the report here")
     f.add_argument("--data", default="", help="corpus folder (default: the classifier's training data)")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)  # a shared 2-core machine: one core for us
+    torch.set_num_threads(1)  # a shared machine: one core per run (--workers renders on more)
     try:
         if args.command == "train":
             train_classifier(from_args(TrainConfig, args), from_args(ModelConfig, args),
@@ -669,7 +735,8 @@ def main(argv: list[str] | None = None) -> int:
             # a re-scored run keeps its own feature settings: only the test-time ones come from here
             fcfg = None if args.rescore else from_args(FeatureConfig, args)
             return crossval_main(from_args(TrainConfig, args), from_args(ModelConfig, args), fcfg, args.folds,
-                                 args.pool, args.rescore, args.baseline_only, args.max_clips, args.key_shifts)
+                                 args.pool, args.rescore, args.baseline_only, args.max_clips, args.key_shifts,
+                                 args.gru_only)
         from musicgen.checkpoint import DEFAULT_CHECKPOINT
         from musicgen.sample import Generator
 

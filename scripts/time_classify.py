@@ -1,11 +1,13 @@
-"""Wall time of `classify_file` on each file given (after one warm-up call), and for MIDI files
-the split between rendering and judging the clips, one CPU thread.
+"""Wall time of `classify_file` on each file given (the median of 3, after one warm-up call), and
+for MIDI files the split between rendering and judging the clips, one CPU thread.
 
     python scripts/time_classify.py assets/examples/*.mid \
         /work/shared/data/piano-midi-de/chopin/chpn_op35_3.mid
+    python scripts/time_classify.py --classifier DIR FILE ...   # another critic
 """
 
-import sys
+import argparse
+import statistics
 import time
 from pathlib import Path
 
@@ -14,21 +16,24 @@ import torch
 from musicgen.classify import classify_file, load_classifier, log_mel, prepare_audio
 
 
-def main(paths: list[str]) -> None:
+def main(paths: list[str], folder: str | None) -> None:
     import symusic
 
     from musicgen.render.audio import render_audio
 
     torch.set_num_threads(1)
-    clf = load_classifier()
+    clf = load_classifier(folder) if folder else load_classifier()
     t = time.perf_counter()
-    classify_file(paths[0])
+    classify_file(paths[0], clf)
     print(f"first call {time.perf_counter() - t:.2f} s ({clf.features.max_clips} clips, "
-          f"{2 * clf.features.key_shifts + 1} keys)")
+          f"{2 * clf.features.key_shifts + 1} keys, {clf.config.get('members', 1)} model(s))")
     for path in paths:
-        t = time.perf_counter()
-        top = classify_file(path)["top"]
-        line = f"{Path(path).name}: {time.perf_counter() - t:.2f} s, {top}"
+        seconds = []
+        for _ in range(3):
+            t = time.perf_counter()
+            top = classify_file(path, clf)["top"]
+            seconds.append(time.perf_counter() - t)
+        line = f"{Path(path).name}: {statistics.median(seconds):.2f} s, {top}"
         if path.endswith((".mid", ".midi")):
             t = time.perf_counter()
             audio = render_audio(symusic.Score(path), sample_rate=clf.features.sample_rate)
@@ -42,4 +47,8 @@ def main(paths: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("files", nargs="+")
+    parser.add_argument("--classifier", default=None, help="default: the shipped one")
+    args = parser.parse_args()
+    main(args.files, args.classifier)

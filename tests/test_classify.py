@@ -223,9 +223,12 @@ def test_shipped_classifier_loads_and_lists_its_classes():
     clf = cl.load_classifier()
     config = json.loads((cl.ASSET_DIR / "config.json").read_text())
     assert clf.classes == config["classes"] and len(clf.classes) >= 2
-    assert clf.model.head.out_features == len(clf.classes)
+    members = clf.model.members if isinstance(clf.model, cl.StyleEnsemble) else [clf.model]
+    assert len(members) == config.get("members", 1)
+    assert all(m.head.out_features == len(clf.classes) for m in members)
     assert "piano-midi.de" in config["attribution"]
-    assert (cl.ASSET_DIR / "model.safetensors").stat().st_size <= 5_000_000
+    # a few seeds of a ~330k-parameter model; the whole repository stays small enough for a Space
+    assert (cl.ASSET_DIR / "model.safetensors").stat().st_size <= 8_000_000
     assert set(config["split"]) == {"train", "val", "test"}
 
 
@@ -283,6 +286,11 @@ def test_crossval_holds_out_every_piece_once_for_both_models(tiny_corpus, tmp_pa
     alone = crossval(tcfg, cl.ModelConfig(), cl.FeatureConfig(), folds=4, gru=False)
     assert alone["gru"] is None and alone["baseline"] == report["baseline"]
     assert [r["baseline"] for r in alone["per_piece"]] == [r["baseline"] for r in rows]
+    gru_alone = crossval(tcfg, cl.ModelConfig(), cl.FeatureConfig(), folds=4, trained=tmp_path,
+                         with_baseline=False)
+    assert gru_alone["baseline"] is None and gru_alone["gru"] == report["gru"]
+    assert [r["gru"] for r in gru_alone["per_piece"]] == [r["gru"] for r in rows]
+    assert all("baseline" not in r for r in gru_alone["per_piece"]) and "gru_vs_baseline" not in gru_alone
 
 
 def test_crossval_refit_trains_again_on_train_and_val_for_the_chosen_epochs(tiny_corpus, tmp_path, capsys):
@@ -324,6 +332,12 @@ def test_pooled_runs_average_each_clips_probabilities(tmp_path):
     other = run("s3", [[1.0, 0.0]], [[0.5, 0.5]])  # a different number of clips
     with pytest.raises(MusicgenError, match="differ"):
         ensemble([r1, other])
+    report = json.loads((r2 / "crossval.json").read_text())
+    rows = [{k: v for k, v in x.items() if k != "baseline"} for x in report["per_piece"]]
+    (r2 / "crossval.json").write_text(json.dumps({**report, "baseline": None, "per_piece": rows}))  # gru-only
+    alone = ensemble([r1, r2])  # pooled alike, with no baseline to compare
+    assert alone["gru"] == pooled["gru"] and alone["baseline"] is None and "gru_vs_baseline" not in alone
+    assert all("baseline" not in r for r in alone["per_piece"])
 
 
 def test_steering_test_keeps_the_classifiers_leanings():
@@ -436,7 +450,7 @@ def test_retest_judges_the_held_out_pieces_again_with_new_test_time_settings(tin
     run = train_classifier(tcfg, cl.ModelConfig(n_proj=8, n_hidden=8, n_layer=1, conv=2), fcfg)
     before = json.loads((run / "best" / "config.json").read_text())
     assert before["metrics"]["test"]["clips"] == 2 * before["metrics"]["test"]["pieces"]  # 16 s pieces
-    out = retest_classifier(run / "best", tmp_path / "again", "", tcfg.cache, max_clips=1, key_shifts=2)
+    out = retest_classifier([run / "best"], tmp_path / "again", "", tcfg.cache, max_clips=1, key_shifts=2)
     after = json.loads((out / "best" / "config.json").read_text())
     assert after["features"] == {**before["features"], "max_clips": 1, "key_shifts": 2}
     assert after["split"] == before["split"] and after["retest"] == "--max-clips 1 --key-shifts 2"
@@ -449,4 +463,52 @@ def test_retest_judges_the_held_out_pieces_again_with_new_test_time_settings(tin
         write_score(tiny_piece(shift=i), other / "alpha" / f"x{i}.mid")
         write_score(tiny_piece(shift=5 + i), other / "beta" / f"x{i}.mid")
     with pytest.raises(MusicgenError, match="not the ones"):
-        retest_classifier(run / "best", tmp_path / "bad", str(other), tcfg.cache, max_clips=1, key_shifts=0)
+        retest_classifier([run / "best"], tmp_path / "bad", str(other), tcfg.cache, max_clips=1, key_shifts=0)
+
+
+def test_seeds_retested_together_are_one_classifier_averaging_their_probabilities(tiny_corpus, tmp_path):
+    from musicgen.classify_data import TrainConfig, retest_classifier, train_classifier
+
+    fcfg = cl.FeatureConfig(n_fft=2048, n_mels=88, scale="semitone")
+    mcfg = cl.ModelConfig(n_proj=8, n_hidden=8, n_layer=1, conv=2)
+    runs = []
+    for seed in (0, 1):
+        tcfg = TrainConfig(data=str(tiny_corpus), out=str(tmp_path / f"s{seed}"), seed=seed,
+                           cache=str(tmp_path / "cache"), min_pieces=8, batch_size=4, steps_per_epoch=2,
+                           max_epochs=1, baseline_clips=2)
+        runs.append(train_classifier(tcfg, mcfg, fcfg) / "best")
+    out = retest_classifier(runs, tmp_path / "both", "", str(tmp_path / "cache"), max_clips=2, key_shifts=1)
+    both = cl.load_classifier(out / "best")
+    assert both.config["members"] == 2 and both.config["member_seeds"] == [0, 1]
+    assert both.config["member_epochs"] == [1, 1] and "history" not in both.config
+    assert both.config["params"] == sum(p.numel() for p in both.model.parameters())
+    assert isinstance(both.model, cl.StyleEnsemble)
+    mel = np.random.default_rng(0).uniform(-80, 0, (900, 88)).astype(np.float32)
+    members = [cl.Classifier(cl.load_classifier(r).model, both.classes, both.features, {}) for r in runs]
+    mean = np.mean([m.clip_probabilities(mel) for m in members], axis=0)
+    assert both.clip_probabilities(mel) == pytest.approx(mean, abs=1e-6)
+    assert both.config["metrics"]["test"]["clips"] == 2 * both.config["metrics"]["test"]["pieces"]
+    with pytest.raises(MusicgenError, match="already an ensemble"):
+        retest_classifier([out / "best", runs[0]], tmp_path / "x", "", str(tmp_path / "cache"), 1, 0)
+    tcfg = TrainConfig(data=str(tiny_corpus), out=str(tmp_path / "wide"), cache=str(tmp_path / "cache"),
+                       min_pieces=8, batch_size=4, steps_per_epoch=2, max_epochs=1, baseline_clips=2)
+    wide = train_classifier(tcfg, cl.ModelConfig(n_proj=8, n_hidden=12, n_layer=1, conv=2), fcfg) / "best"
+    with pytest.raises(MusicgenError, match="differs"):
+        retest_classifier([runs[0], wide], tmp_path / "y", "", str(tmp_path / "cache"), 1, 0)
+
+
+def test_rendering_in_worker_processes_fills_the_cache_with_the_same_features(tiny_corpus, tmp_path):
+    from musicgen.classify_data import load_pieces, render_in_parallel, shifts_for
+
+    fcfg = cl.FeatureConfig()
+    _, one, _ = load_pieces(tiny_corpus, 8, fcfg, tmp_path / "one", transposed=1)
+    _, two, _ = load_pieces(tiny_corpus, 8, fcfg, tmp_path / "two", transposed=1, workers=2)
+    assert [p.path for p in one] == [p.path for p in two]
+    for a, b in zip(one, two, strict=True):
+        assert np.array_equal(a.mel, b.mel) and len(a.transposed) == len(b.transposed)
+        assert all(np.array_equal(x, y) for x, y in zip(a.transposed, b.transposed, strict=True))
+    assert any(p.transposed for p in two)  # training pieces were also rendered in another key
+    jobs = [(tiny_corpus / p.path, k) for p in one for k in [0, *shifts_for(p.path, len(p.transposed))]]
+    render_in_parallel(jobs, fcfg, tmp_path / "three", workers=2)  # the workers alone, no loading after
+    files = {name: {f.name for f in (tmp_path / name).glob("*.npy")} for name in ("one", "two", "three")}
+    assert files["one"] == files["two"] == files["three"]
