@@ -267,10 +267,6 @@ class StyleEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.cfg = members[0].cfg
 
-    @property
-    def feat_mean(self) -> torch.Tensor:
-        return self.members[0].feat_mean
-
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """Log of the members' mean probabilities (B, C): a softmax of it gives that mean."""
         logp = torch.stack([m(mel).log_softmax(dim=-1) for m in self.members])
@@ -294,7 +290,7 @@ class Classifier:
         clips = np.stack([mel[s:s + n] for s in starts]).astype(np.float32)  # (N, T, M)
         k = self.features.key_shifts
         views = [shift_keys(clips, j) for j in range(-k, k + 1)] if k else [clips]
-        device = self.model.feat_mean.device  # where training left it: CPU, or CUDA while training there
+        device = next(self.model.parameters()).device  # CPU, or CUDA while training there
         probs = [torch.softmax(self.model(torch.from_numpy(v).to(device)), dim=-1).cpu().numpy()
                  for v in views]
         return np.mean(probs, axis=0)

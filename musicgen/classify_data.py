@@ -105,17 +105,20 @@ def _feature_key(fcfg: FeatureConfig) -> bytes:
     return json.dumps([keep, sf.name, sf.stat().st_size, AMIN], sort_keys=True).encode()
 
 
-def piece_mel(path: Path, fcfg: FeatureConfig, cache_dir: Path, shift: int = 0) -> np.ndarray:
-    """(frames, n_mels) float16 log-mel of a MIDI file rendered whole, transposed by shift semitones.
+def cache_path(path: Path, fcfg: FeatureConfig, cache_dir: Path, shift: int = 0) -> Path:
+    """Where piece_mel keeps a render: named by file content, shift and feature settings."""
+    key = hashlib.sha1(path.read_bytes() + _feature_key(fcfg) + f"shift={shift}".encode()).hexdigest()[:20]
+    return cache_dir / f"{key}.npy"
 
-    Cached by file content, shift and feature settings.
-    """
+
+def piece_mel(path: Path, fcfg: FeatureConfig, cache_dir: Path, shift: int = 0) -> np.ndarray:
+    """(frames, n_mels) float16 log-mel of a MIDI file rendered whole, transposed by shift semitones,
+    cached (cache_path)."""
     import symusic
 
     from musicgen.render.audio import render_audio
 
-    key = hashlib.sha1(path.read_bytes() + _feature_key(fcfg) + f"shift={shift}".encode()).hexdigest()[:20]
-    cached = cache_dir / f"{key}.npy"
+    cached = cache_path(path, fcfg, cache_dir, shift)
     if cached.is_file():
         return np.load(cached)
     score = symusic.Score(str(path))
@@ -124,7 +127,7 @@ def piece_mel(path: Path, fcfg: FeatureConfig, cache_dir: Path, shift: int = 0) 
     audio = render_audio(score, sample_rate=fcfg.sample_rate)  # (n, 2), the renderer's loudness
     mel = log_mel(audio.mean(axis=1), fcfg).astype(np.float16)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npy")
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")  # worker processes never share one
     np.save(tmp, mel)
     os.replace(tmp, cached)  # a killed run never leaves half a file under the real name
     return mel
@@ -146,13 +149,20 @@ def _cache_one(path: Path, fcfg: FeatureConfig, cache_dir: Path, shift: int) -> 
 
 def render_in_parallel(jobs: list[tuple[Path, int]], fcfg: FeatureConfig, cache_dir: Path,
                        workers: int) -> None:
-    """Fill the cache with the (file, shift) renders in `workers` processes."""
+    """Fill the cache with the (file, shift) renders it lacks, in `workers` processes."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
+    missing = {}  # one job per cache file: identical files render once
+    for f, k in jobs:
+        target = cache_path(f, fcfg, cache_dir, k)
+        if not target.is_file():
+            missing.setdefault(target, (f, k))
+    if not missing:
+        return
     # spawn, not fork: a forked copy of a process that has run torch can hang in its thread pool
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        for done in [pool.submit(_cache_one, f, fcfg, cache_dir, k) for f, k in jobs]:
+        for done in [pool.submit(_cache_one, f, fcfg, cache_dir, k) for f, k in missing.values()]:
             done.result()
 
 
