@@ -18,6 +18,7 @@ from musicgen import app_logic as logic
 from musicgen.classify import AUDIO_SUFFIXES, MIDI_SUFFIXES, classify_file, load_classifier, sounds_like
 from musicgen.errors import MusicgenError
 from musicgen.render import list_soundfonts
+from musicgen.resources import EXAMPLES_DIR
 from musicgen.sample import SampleConfig, load_generator
 from musicgen.tokenizer import MAX_MIDI_BYTES
 
@@ -27,7 +28,7 @@ except ImportError:
     spaces = None
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-EXAMPLES = sorted((Path(__file__).resolve().parent / "assets" / "examples").glob("*.mid"))
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.mid"))
 SOUNDFONTS = list_soundfonts()
 N = logic.MAX_VARIATIONS
 GENERATOR = load_generator()  # loaded once at start-up, so the first request is not slow

@@ -23,6 +23,7 @@ import symusic
 
 from musicgen import tokenizer as tk
 from musicgen.errors import MusicgenError
+from musicgen.sample import TEMPO_OVERRIDE_RANGE
 
 log = logging.getLogger("musicgen.app")
 
@@ -137,7 +138,8 @@ def seed_facts(path: str) -> tuple[str, float, float]:
 
 def describe_seed(path: str | Path | None, bars: float, tempo: float | None = 0.0) -> str:
     """Markdown: what the seed is and about how long the continuation will be."""
-    tempo = tempo if tempo and 20 <= tempo <= 400 else 0.0  # the library rejects others anyway
+    lo, hi = TEMPO_OVERRIDE_RANGE
+    tempo = tempo if tempo and lo <= tempo <= hi else 0.0  # the library rejects others anyway
     if not path:
         low, high = (4 * 60.0 / tempo,) * 2 if tempo else SCRATCH_SECONDS_PER_BAR
         length = length_text(bars, bars * low, bars * high)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from musicgen.errors import MusicgenError
+
 MAX_ORDER = 7  # keys are base-V integers; 390**7 still fits in int64
 
 
@@ -45,7 +47,7 @@ class KneserNey:
 
     def __init__(self, vocab_size: int, order: int = 5, pad_id: int = 0):
         if not 2 <= order <= MAX_ORDER:
-            raise ValueError(f"order must be between 2 and {MAX_ORDER}")
+            raise MusicgenError(f"the n-gram order must be between 2 and {MAX_ORDER}, not {order}")
         self.vocab_size, self.order, self.pad_id = vocab_size, order, pad_id
         self.levels: dict[int, dict[str, np.ndarray]] = {}
         self.base = np.full(vocab_size, 1.0 / vocab_size)
@@ -125,7 +127,7 @@ def score(lm, seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def summary(nll: np.ndarray, top1: np.ndarray, top5: np.ndarray) -> dict[str, float]:
-    """Token-weighted means in the shape `train.split_metrics` returns."""
+    """Token-weighted means in the shape `evaluate.split_metrics` returns."""
     return {"nll": float(nll.mean()), "ppl": float(math.exp(nll.mean())), "top1": float(top1.mean()),
             "top5": float(top5.mean()), "tokens": int(len(nll))}
 
@@ -135,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from musicgen.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-    from musicgen.data import load_corpus
-    from musicgen.evaluate import data_root, split_pieces, with_style
+    from musicgen.data import data_root, load_corpus, split_pieces, with_style
 
     parser = argparse.ArgumentParser(prog="python -m musicgen.baselines", description=main.__doc__)
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))

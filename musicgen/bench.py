@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from musicgen.checkpoint import DEFAULT_CHECKPOINT
-from musicgen.model import ModelConfig, build_model
+from musicgen.model import BiGRUWindow, ModelConfig
+from musicgen.resources import EXAMPLES_DIR
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
+EXAMPLES = EXAMPLES_DIR
 
 
 def example_seed() -> Path:
@@ -47,7 +48,7 @@ def gru_ceiling(step, device: str, steps: int, batch: int = 1) -> float:
 @torch.no_grad()
 def bigru_window_speed(cfg: ModelConfig, device: str, steps: int, batch: int = 1) -> float:
     """Tokens/s of the seed paper's generator: re-read a 40-token window for every token."""
-    model = build_model(ModelConfig(**{**vars(cfg), "arch": "bigru", "window": 40})).to(device).eval()
+    model = BiGRUWindow(cfg, window=40).to(device).eval()
     window = torch.zeros(batch, 40, dtype=torch.long, device=device)
     for _ in range(5):
         model.step(window)

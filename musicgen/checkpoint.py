@@ -11,11 +11,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from musicgen.config import restore
 from musicgen.errors import MusicgenError
-from musicgen.model import ModelConfig, build_model
+from musicgen.model import GRULM, RETIRED, ModelConfig
+from musicgen.resources import MODEL_DIR
 from musicgen.tokenizer import load_tokenizer
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "model"
+DEFAULT_CHECKPOINT = MODEL_DIR
 
 
 def save_checkpoint(folder: str | Path, model: torch.nn.Module, tokenizer, meta: dict,
@@ -49,7 +51,7 @@ def load_checkpoint(folder: str | Path = DEFAULT_CHECKPOINT, device: str = "cpu"
     if not (folder / "model.safetensors").is_file():
         raise MusicgenError(f"no checkpoint in {folder} (expected model.safetensors there)")
     config = json.loads((folder / "config.json").read_text())
-    model = build_model(ModelConfig(**config["model"]))
+    model = GRULM(restore(ModelConfig, config["model"], RETIRED))
     state = load_file(str(folder / "model.safetensors"))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.to(device).eval()

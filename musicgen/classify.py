@@ -26,10 +26,11 @@ import torch
 from torch import nn
 
 from musicgen.errors import MusicgenError
+from musicgen.resources import CLASSIFIER_DIR
+from musicgen.tokenizer import MIDI_SUFFIXES
 
-ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "classifier"
+ASSET_DIR = CLASSIFIER_DIR
 AUDIO_SUFFIXES = (".wav", ".mp3", ".ogg", ".flac")
-MIDI_SUFFIXES = (".mid", ".midi")
 MIN_SECONDS = 2.0  # a shorter sound holds too few notes to say anything about style
 MAX_SECONDS = 1200.0  # longer audio is judged on its first 20 minutes (clips are spread over it)
 MAX_AUDIO_BYTES = 200_000_000
@@ -185,7 +186,7 @@ def shift_keys(x: np.ndarray, k: int) -> np.ndarray:
 
 def prepare_audio(audio: np.ndarray, sample_rate: int, cfg: FeatureConfig) -> np.ndarray:
     """Mono float32 at cfg.sample_rate with the renderer's loudness; junk raises MusicgenError."""
-    from musicgen.render.audio import _normalise  # the renderer's loudness rule: uploads match training
+    from musicgen.render.audio import normalise_loudness  # the renderer's rule: uploads match training
 
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
@@ -202,7 +203,7 @@ def prepare_audio(audio: np.ndarray, sample_rate: int, cfg: FeatureConfig) -> np
         raise MusicgenError("the audio holds NaN or infinite samples")
     if float(np.abs(audio).max()) < SILENCE_PEAK:
         raise MusicgenError("the audio is silent")
-    mono = _normalise(audio).mean(axis=1)
+    mono = normalise_loudness(audio).mean(axis=1)
     return resample(mono, sample_rate, cfg.sample_rate)
 
 

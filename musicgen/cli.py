@@ -3,38 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
+from musicgen.config import add_dataclass_args, from_args
 from musicgen.errors import MusicgenError
-
-
-def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """One --flag per dataclass field; the field's comment-free default shows in --help."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        else:
-            kind = type(default) if default is not None else _optional_type(f.type)
-            parser.add_argument(flag, type=kind, default=default, help=f"default: {default}")
-
-
-def _optional_type(annotation) -> type:
-    text = str(annotation)
-    return int if "int" in text else float if "float" in text else str
-
-
-def from_args(cls, args: argparse.Namespace):
-    """The dataclass filled from parsed flags."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in vars(args).items() if k in names})
 
 
 def cmd_train(args) -> int:

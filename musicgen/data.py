@@ -17,7 +17,6 @@ from musicgen.errors import MusicgenError
 
 log = logging.getLogger(__name__)
 
-MIDI_SUFFIXES = {".mid", ".midi"}
 CACHE_DIR = Path(os.environ.get("MUSICGEN_CACHE", Path.home() / ".cache" / "musicgen"))
 # music21's own corpus: the training set of last resort on a machine without ../shared
 FALLBACK_COMPOSERS = {"bach": 150, "beethoven": 26, "mozart": 16, "haydn": 9, "monteverdi": 40}
@@ -41,10 +40,6 @@ class Corpus:
         """The pieces of one split."""
         return [p for p in self.pieces if p.split == name]
 
-    def styles(self) -> list[str]:
-        """Composers that have training pieces."""
-        return sorted({p.style for p in self.pieces})
-
     def split_table(self) -> dict[str, list[str]]:
         """{split: [relative paths]}, written beside every run."""
         return {s: sorted(p.path for p in self.split(s)) for s in ("train", "val", "test")}
@@ -53,7 +48,7 @@ class Corpus:
 def find_midi_files(root: str | Path) -> list[Path]:
     """Every .mid/.midi under root, any case, in a stable order."""
     root = Path(root)
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in tk.MIDI_SUFFIXES)
 
 
 def style_of(rel: str) -> str:
@@ -67,6 +62,15 @@ def path_rank(rel: str) -> str:
     return hashlib.sha1(rel.encode()).hexdigest()
 
 
+def deal_by_style(paths: list[str]) -> dict[str, list[str]]:
+    """{composer: its paths in the fixed path-hash order}: the deck both the split and the critic's
+    cross-validation folds are dealt from, so both stratify by composer the same way."""
+    by_style: dict[str, list[str]] = {}
+    for p in paths:
+        by_style.setdefault(style_of(p), []).append(p)
+    return {style: sorted(files, key=path_rank) for style, files in by_style.items()}
+
+
 def assign_splits(paths: list[str], val: float = 0.1, test: float = 0.1) -> dict[str, str]:
     """Piece-level split from the relative paths alone, stratified by composer.
 
@@ -74,18 +78,41 @@ def assign_splits(paths: list[str], val: float = 0.1, test: float = 0.1) -> dict
     share goes to test, the next to validation. Every composer with three or more
     pieces gets at least one held-out piece of each kind.
     """
-    by_style: dict[str, list[str]] = {}
-    for p in paths:
-        by_style.setdefault(style_of(p), []).append(p)
     out = {}
-    for files in by_style.values():
-        files = sorted(files, key=path_rank)
+    for files in deal_by_style(paths).values():
         n = len(files)
         n_test = max(1, round(n * test)) if n >= 3 else 0
         n_val = max(1, round(n * val)) if n >= 3 else 0
         for i, f in enumerate(files):
             out[f] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
     return out
+
+
+def data_root(config: dict, data: str = "") -> Path:
+    """The corpus to read: --data, else the one the checkpoint was trained on."""
+    root = Path(data or config.get("data_root", ""))
+    if not str(root) or not root.is_dir():
+        raise MusicgenError(f"the corpus folder {str(root) or '(none recorded)'} does not exist; "
+                            "pass --data DIR with the corpus this checkpoint was trained on")
+    return root
+
+
+def split_pieces(pieces: list[Piece], config: dict, name: str) -> list[Piece]:
+    """The pieces the checkpoint's own split put in `name`, in path order."""
+    wanted = config.get("split", {}).get(name)
+    if wanted is None:
+        raise MusicgenError("the checkpoint records no train/val/test split (config.json 'split')")
+    by_path = {p.path: p for p in pieces}
+    missing = [w for w in wanted if w not in by_path]
+    if missing:
+        raise MusicgenError(f"{len(missing)} {name} pieces of the checkpoint are not in the corpus "
+                            f"(first: {missing[0]}); is --data the corpus it was trained on?")
+    return [by_path[w] for w in sorted(wanted)]
+
+
+def with_style(piece: Piece, tokenizer) -> np.ndarray:
+    """The stream the GRU is scored on: the piece's style token, then its tokens."""
+    return np.concatenate([[tokenizer.vocab[tk.style_token(piece.style)]], piece.ids]).astype(np.int64)
 
 
 def load_corpus(root: str | Path, tokenizer=None, cache_dir: Path = CACHE_DIR) -> Corpus:
@@ -220,10 +247,3 @@ def _pitch_shift_tables(tokenizer, max_shift: int) -> dict[int, np.ndarray]:
         tables[k] = table
     return tables
 
-
-def bigru_windows(ids: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """All (window -> next token) pairs of one sequence, as the seed paper builds them."""
-    if len(ids) <= window:
-        return np.empty((0, window), np.int64), np.empty((0,), np.int64)
-    x = np.lib.stride_tricks.sliding_window_view(ids[:-1], window).astype(np.int64)
-    return x, ids[window:].astype(np.int64)

@@ -14,16 +14,19 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from musicgen import baselines, metrics
 from musicgen import tokenizer as tk
 from musicgen.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from musicgen.data import Piece, load_corpus
+from musicgen.data import Piece, data_root, load_corpus, split_pieces, with_style
 from musicgen.errors import MusicgenError
 
 
@@ -37,6 +40,16 @@ class EvalConfig:
     split: str = "test"  # "val" to tune sampling defaults without touching the test pieces
     temperature: float = 0.0  # sampling temperature for the continuations; 0: SampleConfig's default
     top_p: float = 0.0  # nucleus for the continuations; 0: SampleConfig's default
+
+    def __post_init__(self):
+        """Checked before any scoring, so a bad flag costs nothing."""
+        if not 2 <= self.ngram_order <= baselines.MAX_ORDER:
+            raise MusicgenError(f"--ngram-order must be between 2 and {baselines.MAX_ORDER}")
+        if not self.seed_bars >= 1 or not self.bars >= 1 or not self.pieces >= 0:
+            raise MusicgenError("--seed-bars and --bars must be at least 1, --pieces at least 0")
+        if self.split not in ("val", "test"):
+            raise MusicgenError(f"--split must be val or test, not {self.split!r}")
+        sampling(self)  # the sampling overrides are checked as SampleConfig checks them
 
 
 STAT_NAMES = {  # key: (label, digits)
@@ -52,37 +65,39 @@ STAT_NAMES = {  # key: (label, digits)
 }
 
 
-def data_root(config: dict, data: str = "") -> Path:
-    """The corpus to read: --data, else the one the checkpoint was trained on."""
-    root = Path(data or config.get("data_root", ""))
-    if not str(root) or not root.is_dir():
-        raise MusicgenError(f"the corpus folder {str(root) or '(none recorded)'} does not exist; "
-                            "pass --data DIR with the corpus this checkpoint was trained on")
-    return root
+@torch.no_grad()
+def piece_nll(model, ids: np.ndarray, style_id: int, device: str, chunk: int = 4096):
+    """Per-token NLL (nats) and logits-argmax/top-5 hits of a stateful GRU over one whole piece."""
+    seq = torch.from_numpy(np.concatenate([[style_id], ids]).astype(np.int64)).to(device)
+    h, nll, top1, top5 = None, [], [], []
+    for s in range(0, len(seq) - 1, chunk):
+        x = seq[s:s + chunk][None]
+        y = seq[s + 1:s + 1 + chunk][None]
+        x = x[:, :y.shape[1]]
+        logits, _, h = model(x, h=h)
+        logits = logits[0].float()
+        nll.append(F.cross_entropy(logits, y[0], reduction="none"))
+        best = logits.topk(5, dim=-1).indices
+        top1.append(best[:, 0] == y[0])
+        top5.append((best == y[0][:, None]).any(-1))
+    cat = lambda xs: torch.cat(xs).cpu().numpy()  # noqa: E731
+    return cat(nll), cat(top1), cat(top5)
 
 
-def split_pieces(pieces: list[Piece], config: dict, name: str) -> list[Piece]:
-    """The pieces the checkpoint's own split put in `name`, in path order."""
-    wanted = config.get("split", {}).get(name)
-    if wanted is None:
-        raise MusicgenError("the checkpoint records no train/val/test split (config.json 'split')")
-    by_path = {p.path: p for p in pieces}
-    missing = [w for w in wanted if w not in by_path]
-    if missing:
-        raise MusicgenError(f"{len(missing)} {name} pieces of the checkpoint are not in the corpus "
-                            f"(first: {missing[0]}); is --data the corpus it was trained on?")
-    return [by_path[w] for w in sorted(wanted)]
-
-
-def with_style(piece: Piece, tokenizer) -> np.ndarray:
-    """The stream the GRU is scored on: the piece's style token, then its tokens."""
-    return np.concatenate([[tokenizer.vocab[tk.style_token(piece.style)]], piece.ids]).astype(np.int64)
+def split_metrics(model, pieces: list[Piece], tokenizer, device: str) -> dict[str, float]:
+    """Token-weighted NLL, perplexity and top-1/top-5 accuracy of the GRU over whole pieces."""
+    model.eval()
+    nll, t1, t5 = [], [], []
+    for p in pieces:
+        a, b, c = piece_nll(model, p.ids, tokenizer.vocab[tk.style_token(p.style)], device)
+        nll.append(a), t1.append(b), t5.append(c)
+    nll, t1, t5 = (np.concatenate(v) for v in (nll, t1, t5))
+    return {"nll": float(nll.mean()), "ppl": float(math.exp(nll.mean())),
+            "top1": float(t1.mean()), "top5": float(t5.mean()), "tokens": int(len(nll))}
 
 
 def token_report(model, tokenizer, train: list[Piece], test: list[Piece], order: int) -> dict:
     """{name: {nll, ppl, top1, top5, tokens, seconds}} for the GRU and both baselines."""
-    from musicgen.train import split_metrics
-
     out = {}
     t0 = time.perf_counter()
     out["gru"] = split_metrics(model, test, tokenizer, "cpu")
@@ -153,9 +168,6 @@ def evaluate(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str = "",
     cfg = cfg or EvalConfig()
     checkpoint = Path(checkpoint)
     model, tokenizer, config = load_checkpoint(checkpoint, "cpu")
-    if model.cfg.arch != "gru":
-        raise MusicgenError("evaluate scores stateful 'gru' checkpoints; this one is "
-                            f"{model.cfg.arch!r} (see musicgen.paper for the windowed BiGRU)")
     root = data_root(config, data)
     corpus, _ = load_corpus(root, tokenizer)
     train, test = split_pieces(corpus.pieces, config, "train"), split_pieces(corpus.pieces, config, cfg.split)

@@ -1,24 +1,34 @@
-"""The generators: a stateful stacked GRU language model, and the seed paper's windowed BiGRU."""
+"""The generator, a stateful stacked GRU language model, and the seed paper's windowed BiGRU."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from musicgen.errors import MusicgenError
+
 
 @dataclass
 class ModelConfig:
     vocab_size: int = 0  # set from the tokenizer
-    arch: str = "gru"  # "gru": stateful LM; "bigru": the paper's BiGRU over a token window
     n_embd: int = 128  # token embedding width
-    n_hidden: int = 384  # GRU width per layer (per direction for bigru)
+    n_hidden: int = 256  # GRU width per layer (per direction in the paper's BiGRU); the shipped model's
     n_layer: int = 2  # stacked GRU layers
     dropout: float = 0.2  # between GRU layers and before the head, as in the seed paper
-    window: int = 40  # bigru only: tokens read to predict the next one (the paper's 40 notes)
     pad_id: int = 0  # targets equal to this are ignored by the loss
+
+    def __post_init__(self):
+        if min(self.n_embd, self.n_hidden, self.n_layer) < 1 or self.vocab_size < 0:
+            raise MusicgenError("--n-embd, --n-hidden and --n-layer must be at least 1")
+        if not 0 <= self.dropout < 1:
+            raise MusicgenError(f"--dropout must be in [0, 1), not {self.dropout}")
+
+
+# options of earlier versions, and the values at which they changed nothing (config.restore)
+RETIRED = {"arch": "gru", "window": 40}
 
 
 class _EmbedGRUHead(nn.Module):
@@ -91,10 +101,15 @@ class GRUStep:
 
 
 class BiGRUWindow(_EmbedGRUHead):
-    """The seed paper's model: stacked bidirectional GRU over the last `window` tokens."""
+    """The seed paper's model: stacked bidirectional GRU over the last `window` tokens.
 
-    def __init__(self, cfg: ModelConfig):
+    Only musicgen.paper trains it (to test the paper's claim) and the bench times it (the cost a
+    window model pays per token); it cannot be a shipped generator.
+    """
+
+    def __init__(self, cfg: ModelConfig, window: int = 40):
         super().__init__(cfg, bidirectional=True)
+        self.window = window  # tokens read to predict the next one (the paper's 40 notes)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, h=None):
         """idx (B, W) -> logits (B, V) for the token after the window; loss if targets (B,)."""
@@ -111,20 +126,7 @@ class BiGRUWindow(_EmbedGRUHead):
         return self.forward(window)[0], None
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """The model named by cfg.arch."""
-    if cfg.arch == "gru":
-        return GRULM(cfg)
-    if cfg.arch == "bigru":
-        return BiGRUWindow(cfg)
-    raise ValueError(f"unknown arch {cfg.arch!r}; choose 'gru' or 'bigru'")
-
-
 def count_params(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters())
 
-
-def config_dict(cfg: ModelConfig) -> dict:
-    """JSON-ready model config."""
-    return asdict(cfg)

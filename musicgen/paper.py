@@ -31,9 +31,9 @@ import symusic
 import torch
 import torch.nn.functional as F
 
-from musicgen.data import assign_splits, bigru_windows, find_midi_files, style_of
+from musicgen.data import assign_splits, find_midi_files, style_of
 from musicgen.errors import MusicgenError
-from musicgen.model import ModelConfig, build_model, count_params
+from musicgen.model import GRULM, BiGRUWindow, ModelConfig, count_params
 from musicgen.tokenizer import ANY_STYLE, read_midi
 
 PAPER_TABLE1 = {"train_acc": 0.992, "val_acc": 0.985, "train_loss": 0.087, "val_loss": 0.093}
@@ -109,6 +109,14 @@ def load_sequences(root: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
     return seqs, assign_splits(sorted(seqs))
 
 
+def bigru_windows(ids: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """All (window -> next token) pairs of one sequence, as the seed paper builds them."""
+    if len(ids) <= window:
+        return np.empty((0, window), np.int64), np.empty((0,), np.int64)
+    x = np.lib.stride_tricks.sliding_window_view(ids[:-1], window).astype(np.int64)
+    return x, ids[window:].astype(np.int64)
+
+
 def window_arrays(seqs: list[np.ndarray], window: int) -> tuple[np.ndarray, np.ndarray]:
     """Every (window -> next) pair of each piece; no window spans two pieces."""
     pairs = [bigru_windows(s, window) for s in seqs]
@@ -132,7 +140,7 @@ def window_scores(model, x: np.ndarray, y: np.ndarray, batch: int = 1024) -> dic
 def sequence_scores(model, seqs: list[np.ndarray], skip: int) -> dict[str, float]:
     """The stateful GRU on whole pieces, scored only on notes after the first `skip` of each
     (the notes a `skip`-wide window model predicts), so both models answer the same questions."""
-    from musicgen.train import piece_nll
+    from musicgen.evaluate import piece_nll
 
     model.eval()
     nll, hit = [], []
@@ -288,7 +296,7 @@ def run_table(cfg: PaperConfig) -> dict:
     print(f"{len(ids)} pieces, {info['notes']} note IDs, vocabulary {len(vocab)}; piece split "
           f"{info['pieces']}", flush=True)
     mcfg = dict(vocab_size=len(vocab), n_embd=cfg.n_embd, n_hidden=cfg.n_hidden, n_layer=cfg.n_layer,
-                dropout=cfg.dropout, window=cfg.window, pad_id=0)
+                dropout=cfg.dropout, pad_id=0)
     rows = []
     for name in [r.strip() for r in cfg.runs.split(",") if r.strip()]:
         torch.manual_seed(cfg.seed)
@@ -296,7 +304,7 @@ def run_table(cfg: PaperConfig) -> dict:
         if name in ("random", "piece"):
             (xtr, ytr), (xva, yva), te = window_split(name, ids, part, cfg, rng)
             sub = rng.choice(len(xtr), min(len(xtr), cfg.train_eval_windows), replace=False)
-            run = Run(f"bigru-{name}", cfg, build_model(ModelConfig(arch="bigru", **mcfg)),
+            run = Run(f"bigru-{name}", cfg, BiGRUWindow(ModelConfig(**mcfg), cfg.window),
                       lambda m, sub=sub, xtr=xtr, ytr=ytr: window_scores(m, xtr[sub], ytr[sub]),
                       lambda m, xva=xva, yva=yva: window_scores(m, xva, yva),
                       None if te is None else lambda m, te=te: window_scores(m, *te))
@@ -305,7 +313,7 @@ def run_table(cfg: PaperConfig) -> dict:
             run.write_history(out)
         elif name == "gru":
             with_start = {s: [np.concatenate([[1], v]) for v in part[s]] for s in part}
-            run = Run("gru-piece", cfg, build_model(ModelConfig(arch="gru", **mcfg)),
+            run = Run("gru-piece", cfg, GRULM(ModelConfig(**mcfg)),
                       lambda m: sequence_scores(m, part["train"], cfg.window),
                       lambda m: sequence_scores(m, part["val"], cfg.window),
                       lambda m: sequence_scores(m, part["test"], cfg.window))
@@ -359,7 +367,7 @@ def _num(x) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m musicgen.paper --data DIR [--flags of PaperConfig]`."""
-    from musicgen.cli import add_dataclass_args, from_args
+    from musicgen.config import add_dataclass_args, from_args
 
     parser = argparse.ArgumentParser(prog="python -m musicgen.paper", description=__doc__.split("\n")[0])
     add_dataclass_args(parser, PaperConfig)

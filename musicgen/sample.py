@@ -17,6 +17,7 @@ import torch
 
 from musicgen import tokenizer as tk
 from musicgen.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from musicgen.device import pick_device
 from musicgen.draw import NO_IDS, draw
 from musicgen.errors import MusicgenError
 from musicgen.model import GRUStep
@@ -24,6 +25,8 @@ from musicgen.model import GRUStep
 MAX_SEED_TOKENS = 16384  # about 4,500 notes; longer seeds keep their last bars only
 MAX_TOKENS_PER_BAR = 512  # a bar this dense is forced to end: generation always terminates
 MAX_BARS = 256
+MAX_VARIATIONS = 64  # one batch; the app asks for at most logic.MAX_VARIATIONS
+TEMPO_OVERRIDE_RANGE = (20.0, 400.0)  # quarter notes per minute a user may ask for
 
 
 @dataclass
@@ -40,6 +43,23 @@ class SampleConfig:
     variations: int = 1  # continuations sampled together as one batch
     seed: int = 0  # random seed: same seed and settings give byte-identical MIDI
     tempo: float = 0.0  # override the tempo (quarter notes per minute); 0: keep
+
+    def __post_init__(self):
+        """Reject settings that cannot work, with a message saying what can (the style is checked
+        against the checkpoint's styles by check_config)."""
+        lo, hi = TEMPO_OVERRIDE_RANGE
+        if not 1 <= self.bars <= MAX_BARS:
+            raise MusicgenError(f"bars must be between 1 and {MAX_BARS}")
+        if not 1 <= self.variations <= MAX_VARIATIONS:
+            raise MusicgenError(f"variations must be between 1 and {MAX_VARIATIONS}")
+        if not 0 < self.top_p <= 1 or not self.top_k >= 0 or not 0 <= self.greedy_mix <= 1:
+            raise MusicgenError("top-p must be in (0, 1], top-k >= 0, greedy mix in [0, 1]")
+        if not 0 <= self.temperature <= 10:
+            raise MusicgenError("temperature must be between 0 and 10")
+        if self.tempo and not lo <= self.tempo <= hi:
+            raise MusicgenError(f"tempo must be between {lo:g} and {hi:g} quarter notes per minute")
+        if not self.seed_bars >= 0 or not self.repetition_penalty > 0 or not self.repetition_window >= 1:
+            raise MusicgenError("seed bars must be >= 0, the repetition penalty > 0 and its window >= 1")
 
 
 @dataclass
@@ -161,14 +181,12 @@ class Generator:
     """A loaded checkpoint that composes."""
 
     def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT, device: str | None = None):
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = pick_device(device or "auto")
         if self.device == "cpu":
             # A GRU step is a few small matmuls: one thread is as fast as two, and two threads
             # spin against any other busy process (measured: 63 instead of 7,000 tok/s).
             torch.set_num_threads(1)
         self.model, self.tokenizer, self.config = load_checkpoint(checkpoint, self.device)
-        if self.model.cfg.arch != "gru":
-            raise MusicgenError("only a stateful 'gru' checkpoint can generate here")
         self.step = GRUStep(self.model)  # model.step's numbers in three quarters of the time
         self.grammar = Grammar(self.tokenizer)
         self.styles = tk.styles_of(self.tokenizer)
@@ -281,21 +299,9 @@ def pick(logits: np.ndarray, allowed: list[np.ndarray], banned: list[np.ndarray]
 
 
 def check_config(cfg: SampleConfig, styles: list[str]) -> None:
-    """Reject settings that cannot work, with a message saying what can."""
+    """The one check SampleConfig cannot make alone: the style must be one the checkpoint knows."""
     if cfg.style not in styles:
         raise MusicgenError(f"unknown style {cfg.style!r}; choose one of: {', '.join(styles)}")
-    if not 1 <= cfg.bars <= MAX_BARS:
-        raise MusicgenError(f"bars must be between 1 and {MAX_BARS}")
-    if not 1 <= cfg.variations <= 64:
-        raise MusicgenError("variations must be between 1 and 64")
-    if not 0 < cfg.top_p <= 1 or cfg.top_k < 0 or not 0 <= cfg.greedy_mix <= 1:
-        raise MusicgenError("top-p must be in (0, 1], top-k >= 0, greedy mix in [0, 1]")
-    if cfg.temperature < 0 or cfg.temperature > 10:
-        raise MusicgenError("temperature must be between 0 and 10")
-    if cfg.tempo and not 20 <= cfg.tempo <= 400:
-        raise MusicgenError("tempo must be between 20 and 400 quarter notes per minute")
-    if cfg.seed_bars < 0 or cfg.repetition_penalty <= 0 or cfg.repetition_window < 1:
-        raise MusicgenError("seed bars must be >= 0, the repetition penalty > 0 and its window >= 1")
 
 
 def clip_from(score: symusic.Score, tick: int) -> symusic.Score:

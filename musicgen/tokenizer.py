@@ -26,6 +26,9 @@ POSITIONS_PER_BEAT = 8  # REMI positions per time-signature beat (max of BEAT_RE
 ANY_STYLE = "any"
 PREPARE_VERSION = "1"  # bump when prepare() changes, so cached corpora are rebuilt
 MAX_MIDI_BYTES = 4_000_000  # larger files are not piano pieces a user means to continue
+MIDI_SUFFIXES = (".mid", ".midi")  # compared lower-cased: .MID from old sequencers counts
+# symusic.Score is a factory; these are the classes its scores have (ticks, quarters, seconds)
+SCORE_TYPES = (symusic.core.ScoreTick, symusic.core.ScoreQuarter, symusic.core.ScoreSecond)
 
 
 def style_token(style: str) -> str:
@@ -63,8 +66,11 @@ def styles_of(tokenizer: REMI) -> list[str]:
     return [ANY_STYLE] + sorted(n for n in names if n != ANY_STYLE)
 
 
-def read_midi(source: str | Path | bytes) -> symusic.Score:
-    """Parse a MIDI file or its bytes; anything unreadable raises MusicgenError."""
+def read_midi(source: str | Path | bytes | symusic.Score) -> symusic.Score:
+    """A tick-based Score from a MIDI file, its bytes or a Score; anything unreadable raises
+    MusicgenError. The one MIDI loader: the tokenizer, the renderers and the critic share it."""
+    if isinstance(source, SCORE_TYPES):
+        return source if source.ttype == symusic.TimeUnit.tick else source.to("tick")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():

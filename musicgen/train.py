@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import time
 from contextlib import nullcontext
@@ -17,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from musicgen import data as corpus_data
 from musicgen import tokenizer as tk
 from musicgen.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
-from musicgen.model import ModelConfig, build_model, count_params
+from musicgen.device import pick_device
+from musicgen.errors import MusicgenError
+from musicgen.evaluate import split_metrics
+from musicgen.model import GRULM, ModelConfig, count_params
 
 ATTRIBUTION = "Bernd Krueger, piano-midi.de (CC BY-SA 3.0 DE)"
 
@@ -47,68 +48,19 @@ class TrainConfig:
     device: str = "auto"  # auto: CUDA when present, else CPU
     resume: bool = False  # continue from OUT/last
     half: bool = True  # store weights as fp16 (half the size; sampling upcasts)
-    threads: int = 0  # CPU threads for torch; 0: its default. 1 wins on a busy 2-core machine
+    threads: int = 1  # CPU threads for torch; 0: its default. 1 wins on a busy 2-core machine (shipped)
 
-
-def pick_device(name: str = "auto") -> str:
-    """CUDA when present and asked for (or auto), else CPU."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
-@torch.no_grad()
-def piece_nll(model, ids: np.ndarray, style_id: int, device: str, chunk: int = 4096):
-    """Per-token NLL (nats) and logits-argmax/top-5 hits of a stateful GRU over one whole piece."""
-    seq = torch.from_numpy(np.concatenate([[style_id], ids]).astype(np.int64)).to(device)
-    h, nll, top1, top5 = None, [], [], []
-    for s in range(0, len(seq) - 1, chunk):
-        x = seq[s:s + chunk][None]
-        y = seq[s + 1:s + 1 + chunk][None]
-        x = x[:, :y.shape[1]]
-        logits, _, h = model(x, h=h)
-        logits = logits[0].float()
-        nll.append(F.cross_entropy(logits, y[0], reduction="none"))
-        best = logits.topk(5, dim=-1).indices
-        top1.append(best[:, 0] == y[0])
-        top5.append((best == y[0][:, None]).any(-1))
-    cat = lambda xs: torch.cat(xs).cpu().numpy()  # noqa: E731
-    return cat(nll), cat(top1), cat(top5)
-
-
-@torch.no_grad()
-def window_nll(model, ids: np.ndarray, device: str, max_windows: int = 2000, batch: int = 512):
-    """The same for the windowed BiGRU, on an evenly spaced subset of its windows."""
-    x, y = corpus_data.bigru_windows(ids, model.cfg.window)
-    if len(x) > max_windows:
-        pick = np.linspace(0, len(x) - 1, max_windows).astype(int)
-        x, y = x[pick], y[pick]
-    out = [], [], []
-    for s in range(0, len(x), batch):
-        xb = torch.from_numpy(x[s:s + batch]).to(device)
-        yb = torch.from_numpy(y[s:s + batch]).to(device)
-        logits = model(xb)[0].float()
-        best = logits.topk(5, dim=-1).indices
-        out[0].append(F.cross_entropy(logits, yb, reduction="none"))
-        out[1].append(best[:, 0] == yb)
-        out[2].append((best == yb[:, None]).any(-1))
-    return tuple(torch.cat(o).cpu().numpy() if o else np.empty(0) for o in out)
-
-
-def split_metrics(model, pieces, tokenizer, device: str) -> dict[str, float]:
-    """Token-weighted NLL, perplexity and top-1/top-5 accuracy over pieces."""
-    model.eval()
-    nll, t1, t5 = [], [], []
-    for p in pieces:
-        if model.cfg.arch == "gru":
-            sid = tokenizer.vocab[tk.style_token(p.style)]
-            a, b, c = piece_nll(model, p.ids, sid, device)
-        else:
-            a, b, c = window_nll(model, p.ids, device)
-        nll.append(a), t1.append(b), t5.append(c)
-    nll, t1, t5 = (np.concatenate(v) for v in (nll, t1, t5))
-    return {"nll": float(nll.mean()), "ppl": float(math.exp(nll.mean())),
-            "top1": float(t1.mean()), "top5": float(t5.mean()), "tokens": int(len(nll))}
+    def __post_init__(self):
+        """Checked before the corpus is read, so a bad flag costs nothing."""
+        pick_device(self.device)
+        if min(self.seq_len, self.batch_size, self.epochs) < 1 or not self.lr > 0:
+            raise MusicgenError("--seq-len, --batch-size and --epochs must be at least 1, --lr above 0")
+        if min(self.patience, self.lr_patience, self.steps_per_epoch, self.threads, self.transpose) < 0 \
+                or not self.max_minutes >= 0 or not self.grad_clip > 0 or not self.weight_decay >= 0:
+            raise MusicgenError("--patience, --lr-patience, --steps-per-epoch, --threads, --transpose and "
+                                "--max-minutes must be at least 0, --grad-clip above 0")
+        if not 0 <= self.style_dropout <= 1:
+            raise MusicgenError(f"--style-dropout is a share in [0, 1], not {self.style_dropout}")
 
 
 def train(tcfg: TrainConfig, mcfg: ModelConfig) -> Path:
@@ -134,7 +86,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig) -> Path:
     corpus, tokenizer = corpus_data.load_corpus(root, tokenizer)
     train_pieces, val_pieces = corpus.split("train"), corpus.split("val")
     mcfg.vocab_size, mcfg.pad_id = len(tokenizer.vocab), tokenizer.pad_token_id
-    model = build_model(mcfg).to(device)
+    model = GRULM(mcfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     history: list[dict] = []
     if tcfg.resume:
@@ -150,7 +102,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig) -> Path:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model)
-    seq_len = mcfg.window if mcfg.arch == "bigru" else tcfg.seq_len
+    seq_len = tcfg.seq_len
     sampler = corpus_data.WindowSampler(train_pieces, tokenizer, seq_len, tcfg.transpose,
                                         tcfg.style_dropout, seed=tcfg.seed + rank + len(history))
     steps = tcfg.steps_per_epoch or max(1, sampler.tokens // (tcfg.batch_size * seq_len))
@@ -174,8 +126,6 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig) -> Path:
         for step in range(steps):
             x, y = sampler.batch(tcfg.batch_size)
             x, y = x.to(device), y.to(device)
-            if mcfg.arch == "bigru":
-                y = y[:, -1]
             with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
                 _, loss, _ = model(x, y)
             opt.zero_grad(set_to_none=True)

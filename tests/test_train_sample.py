@@ -33,7 +33,7 @@ def test_run_writes_split_and_self_describing_checkpoint(tiny_run):
     assert sum(len(v) for v in split.values()) == 16
     assert len(split["test"]) == 2 and len(split["val"]) == 2  # one per composer each
     config = json.loads((tiny_run / "best" / "config.json").read_text())
-    assert config["model"]["arch"] == "gru" and config["split"] == split
+    assert config["model"]["n_hidden"] == 64 and config["split"] == split
     assert sorted((tiny_run / "best").iterdir())[0].name == "config.json"
     assert not list(tiny_run.rglob("*.pt")) and not list(tiny_run.rglob("*.pkl"))
 

@@ -17,13 +17,13 @@ from musicgen.render.audio import (
     write_wav,
 )
 from musicgen.render.roll import midi_to_roll_png
-from musicgen.render.score import load_midi, midi_to_musicxml, midi_to_svg, musicxml_text, musicxml_to_svg
+from musicgen.render.score import midi_to_musicxml, midi_to_svg, musicxml_text, musicxml_to_svg
+from musicgen.tokenizer import read_midi
 
 __all__ = [
     "FluidSynthMissingError",
     "default_soundfont",
     "list_soundfonts",
-    "load_midi",
     "midi_to_musicxml",
     "midi_to_roll_png",
     "midi_to_svg",
@@ -47,7 +47,7 @@ def render_all(
     title: str = "musicgen",
 ) -> dict[str, float]:
     """Write whichever outputs are named; return wall seconds per stage run ("audio", "score", "roll")."""
-    score = load_midi(midi)
+    score = read_midi(midi)
 
     def audio() -> None:
         samples = render_audio(score, soundfont)

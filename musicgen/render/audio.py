@@ -9,9 +9,10 @@ import numpy as np
 import symusic
 
 from musicgen.errors import MusicgenError
-from musicgen.render.score import load_midi
+from musicgen.resources import SOUNDFONTS
+from musicgen.tokenizer import read_midi
 
-SHIPPED_SOUNDFONT = Path(__file__).resolve().parents[2] / "soundfonts" / "fluidr3-grand-piano.sf2"
+SHIPPED_SOUNDFONT = SOUNDFONTS / "fluidr3-grand-piano.sf2"
 # Where Debian/Ubuntu, Fedora/Arch and Homebrew put soundfonts, after our own folder.
 SOUNDFONT_DIRS = (
     SHIPPED_SOUNDFONT.parent,
@@ -149,7 +150,7 @@ def _events(score: symusic.Score, sample_rate: int) -> tuple[list[tuple], dict[i
     return events, programs, end
 
 
-def _normalise(audio: np.ndarray) -> np.ndarray:
+def normalise_loudness(audio: np.ndarray) -> np.ndarray:
     """Scale to a loudness target with the peak clamped into [PEAK_MIN_DB, PEAK_MAX_DB] dBFS."""
     peak = float(np.abs(audio).max())
     if peak < 1e-5:
@@ -165,7 +166,7 @@ def render_audio(
 ) -> np.ndarray:
     """Render MIDI to stereo float32 audio of shape (n, 2), peak between -6 and -1 dBFS."""
     sf_path = Path(soundfont) if soundfont else default_soundfont()
-    score = load_midi(midi).to("second")
+    score = read_midi(midi).to("second")
     events, programs, end_sec = _events(score, sample_rate)
     if not programs:
         raise MusicgenError("the MIDI has no notes to render")
@@ -181,7 +182,7 @@ def render_audio(
         synth.synth.delete()
     fade = round(FADE_SEC * sample_rate)
     audio[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
-    return _normalise(audio)
+    return normalise_loudness(audio)
 
 
 def write_wav(audio: np.ndarray, path: str | Path, sample_rate: int = 44100) -> None:

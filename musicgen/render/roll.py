@@ -8,7 +8,8 @@ import numpy as np
 import symusic
 
 from musicgen.errors import MusicgenError
-from musicgen.render.score import CONTINUATION_COLOR, load_midi
+from musicgen.render.score import CONTINUATION_COLOR
+from musicgen.tokenizer import read_midi
 
 SEED_COLOR = "#1f5fa8"
 DPI = 100
@@ -32,7 +33,7 @@ def midi_to_roll_png(
     except ImportError as err:
         raise ImportError("drawing piano rolls needs matplotlib: pip install matplotlib") from err
 
-    score = load_midi(midi)
+    score = read_midi(midi)
     notes = np.array(
         [(n.time, n.duration, n.pitch, n.velocity) for t in score.tracks if not t.is_drum for n in t.notes],
         dtype=float,

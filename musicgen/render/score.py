@@ -18,6 +18,7 @@ from pathlib import Path
 import symusic
 
 from musicgen.errors import MusicgenError
+from musicgen.tokenizer import read_midi
 
 STEPS_PER_QUARTER = 4  # a 16th grid: fine enough for piano pieces, and never a tuplet
 SPLIT_PITCH = 60  # middle C and above go to the treble staff
@@ -27,12 +28,6 @@ SCALE = 40  # verovio zoom in percent: staff spaces of ~7 px, comfortable in a b
 # Krumhansl-Kessler key profiles (major, minor), tonic first.
 MAJOR_PROFILE = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
 MINOR_PROFILE = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
-
-
-def load_midi(midi: str | Path | symusic.Score) -> symusic.Score:
-    """A tick-based symusic Score from a MIDI path or an existing Score."""
-    score = midi if isinstance(midi, symusic.Score) else symusic.Score(str(midi))
-    return score if score.ttype == symusic.TimeUnit.tick else score.to("tick")
 
 
 @dataclass
@@ -203,7 +198,7 @@ def build_score(midi: str | Path | symusic.Score, title: str = "musicgen", split
     """A music21 Score (grand staff, quantised, key and metre from the MIDI) ready for MusicXML."""
     from music21 import bar, clef, expressions, instrument, key, layout, metadata, meter, note, stream, tempo
 
-    score = load_midi(midi)
+    score = read_midi(midi)
     notes = quantise(score)
     if not notes:
         raise MusicgenError("the MIDI has no notes to engrave")

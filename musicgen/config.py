@@ -1,0 +1,42 @@
+"""Dataclass configs on the command line and in saved JSON: one flag per field, unknown flags are
+errors, and a saved config loads into today's class (retired options only at their neutral value)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from musicgen.errors import MusicgenError
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One --flag per dataclass field; the field's default shows in --help."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default, help=f"default: {f.default}")
+
+
+def from_args(cls, args: argparse.Namespace):
+    """The dataclass filled from parsed flags (its __post_init__ checks them)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def restore(cls, saved: dict, retired: dict[str, object] | None = None):
+    """`cls` from a config saved by an earlier version: options since removed are dropped where
+    they hold the value that made them do nothing; a run that relied on one is refused by name."""
+    retired = retired or {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in saved.items():
+        if key in names:
+            continue
+        if key in retired and saved[key] == retired[key]:
+            continue
+        raise MusicgenError(f"this saved config sets {key}={value!r}, an option this version no longer "
+                            "has; use the git tag v0.1-experiments to load it")
+    return cls(**{k: v for k, v in saved.items() if k in names})
