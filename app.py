@@ -15,12 +15,12 @@ from pathlib import Path
 import gradio as gr
 
 from musicgen import app_logic as logic
-from musicgen.classify import AUDIO_SUFFIXES, MIDI_SUFFIXES, classify_file, load_classifier, sounds_like
+from musicgen.critic import AUDIO_SUFFIXES, classify_file, load_classifier, sounds_like
 from musicgen.errors import MusicgenError
 from musicgen.render import list_soundfonts
 from musicgen.resources import EXAMPLES_DIR
 from musicgen.sample import SampleConfig, load_generator
-from musicgen.tokenizer import MAX_MIDI_BYTES
+from musicgen.tokenizer import MAX_MIDI_BYTES, MIDI_SUFFIXES
 
 try:  # ZeroGPU Spaces lend a GPU per call; elsewhere the same file runs as is (CUDA or CPU)
     import spaces
@@ -64,24 +64,30 @@ def variation_values(result: logic.Result | None) -> list:
     return values
 
 
-def run(seed_midi, style, seed_bars, bars, variations, temperature, top_k, top_p, greedy_mix,
-        repetition_penalty, random_seed, seed, tempo, soundfont, progress) -> logic.Result:
+# The form's settings, in the order of the generate endpoint's parameters after the seed MIDI; all
+# but random_seed and soundfont (the app's own) are SampleConfig fields.
+SETTINGS = ("style", "seed_bars", "bars", "variations", "temperature", "top_k", "top_p", "greedy_mix",
+            "repetition_penalty", "random_seed", "seed", "tempo", "soundfont")
+WHOLE = ("seed_bars", "bars", "variations", "top_k")  # sliders send floats
+REAL = ("temperature", "top_p", "greedy_mix", "repetition_penalty", "tempo")
+
+
+def run(seed_midi, form: dict, progress) -> logic.Result:
     """Validate, compose and render one request into its own temp folder."""
+    soundfont = form["soundfont"]
     if soundfont and soundfont not in SOUNDFONTS:
         raise MusicgenError(f"unknown soundfont {soundfont!r}; choose one of: {', '.join(SOUNDFONTS)}")
-    if not 1 <= int(variations) <= N:
+    if not 1 <= int(form["variations"]) <= N:
         raise MusicgenError(f"variations must be between 1 and {N}")
     score = logic.read_seed(seed_midi)
-    used_seed = logic.pick_seed(random_seed, seed)
-    cfg = SampleConfig(bars=int(bars), seed_bars=int(seed_bars), style=style, temperature=float(temperature),
-                       top_k=int(top_k), top_p=float(top_p), greedy_mix=float(greedy_mix),
-                       repetition_penalty=float(repetition_penalty), variations=int(variations),
-                       seed=used_seed, tempo=float(tempo or 0))
+    used_seed = logic.pick_seed(form["random_seed"], form["seed"])
+    knobs = {k: int(form[k]) for k in WHOLE} | {k: float(form[k] or 0) for k in REAL}
+    cfg = SampleConfig(**knobs, style=form["style"], seed=used_seed)
     progress(0.05, desc=f"Composing {cfg.bars} bars × {cfg.variations}")
     gen = compose(score, cfg)
     progress(0.3, desc="Rendering audio, sheet music and piano roll")
-    stem = logic.output_stem(seed_midi, style)
-    title = f"{stem}, continued" if score is not None else f"From scratch, style: {style}"
+    stem = logic.output_stem(seed_midi, cfg.style)
+    title = f"{stem}, continued" if score is not None else f"From scratch, style: {cfg.style}"
     made = logic.render_variations(gen.scores, gen.split_tick, logic.new_request_dir(), stem, title,
                                    SOUNDFONTS.get(soundfont), progress)
     empty = [str(i + 1) for i, v in enumerate(made) if v.svg is None]
@@ -97,25 +103,21 @@ def generate(seed_midi=None, style=UI.style, seed_bars=UI.seed_bars, bars=UI.bar
              seed=UI.seed, tempo=UI.tempo, soundfont=FIRST_SOUNDFONT, history=None,
              progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
     """Continue the seed MIDI (None: compose from scratch) and render every variation."""
+    form = {k: v for k, v in locals().items() if k in SETTINGS}  # the API names its parameters
     with logic.user_errors():
-        result = run(seed_midi, style, seed_bars, bars, variations, temperature, top_k, top_p,
-                     greedy_mix, repetition_penalty, random_seed, seed, tempo, soundfont, progress)
+        result = run(seed_midi, form, progress)
     history = history or logic.History()
     history.push(result)
     return [result.random_seed, result.status, *variation_values(result), history]
 
 
-def continue_from(choice, style, seed_bars, bars, variations, temperature, top_k, top_p, greedy_mix,
-                  repetition_penalty, random_seed, seed, tempo, soundfont, history,
-                  progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
-    """Make the chosen variation the new seed and continue it."""
+def continue_from(choice, *form_and_history, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+    """Make the chosen variation the new seed and continue it with the form's settings."""
+    *form, history = form_and_history
     if history is None or history.current is None:
         raise gr.Error("Generate something first, then continue from it.")
     chosen = history.chosen(choice)
-    outputs = generate(str(chosen.midi), style, seed_bars, bars, variations, temperature, top_k, top_p,
-                       greedy_mix, repetition_penalty, random_seed, seed, tempo, soundfont, history,
-                       progress)
-    return [str(chosen.midi), *outputs]
+    return [str(chosen.midi), *generate(str(chosen.midi), *form, history=history, progress=progress)]
 
 
 def undo(history):
@@ -245,8 +247,7 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                     # every class: the chart (and the API) show the whole distribution
                     probabilities = gr.Label(label="Sounds like", elem_id="probabilities")
 
-    settings = [style, seed_bars, bars, variations, temperature, top_k, top_p, greedy_mix,
-                repetition_penalty, random_seed, seed, tempo, soundfont]
+    settings = [globals()[name] for name in SETTINGS]  # the components are named as the settings
     layout = [tabset, *tabs, continue_choice, continue_btn, send_btn, undo_btn]
     generate_btn.click(generate, [seed_file, *settings, history], [seed, status, *slots, history],
                        api_name="generate").then(show_layout, history, layout, api_visibility="private")

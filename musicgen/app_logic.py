@@ -223,7 +223,7 @@ def render_variations(scores: list[symusic.Score], split_tick: int, folder: Path
 
 def style_line(wav: Path) -> str:
     """'Sounds like: chopin 57%, liszt 35%' for a rendered WAV; empty without a classifier or verdict."""
-    from musicgen.classify import classify_file, load_classifier, sounds_like
+    from musicgen.critic import classify_file, load_classifier, sounds_like
 
     start = time.perf_counter()
     try:

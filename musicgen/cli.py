@@ -1,4 +1,5 @@
-"""`python -m musicgen generate|train|evaluate|render|bench ...`; flags mirror the config dataclasses."""
+"""`musicgen generate|train|evaluate|render|bench|classify|critic|fidelity ...` (or `python -m musicgen`);
+flags mirror the config dataclasses."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from musicgen.config import add_dataclass_args, from_args
 from musicgen.errors import MusicgenError
+from musicgen.resources import CLASSIFIER_DIR
 
 
 def cmd_train(args) -> int:
@@ -69,10 +71,13 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def cmd_classify(args) -> int:
-    from musicgen.classify import main as classify_main
+def cmd_fidelity(args) -> int:
+    from musicgen import fidelity  # an evaluation of the generator, with the critic as judge
+    from musicgen.critic.cli import one_thread
 
-    return classify_main(args)
+    one_thread()
+    fidelity.run(args.checkpoint, args.classifier, args.n, args.bars, args.json, args.data)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,17 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument(f"--{flag}", default=None)
     r.set_defaults(func=cmd_render)
 
-    c = sub.add_parser("classify", help="which composer a recording or MIDI file sounds like")
-    c.add_argument("file", help=".wav/.mp3/.ogg/.flac or .mid/.midi")
-    c.add_argument("--json", action="store_true", help="print {probabilities, top} as JSON")
-    c.add_argument("--classifier", default=None, help="classifier folder (default: assets/classifier)")
-    c.set_defaults(func=cmd_classify)
-
     b = sub.add_parser("bench", help="speed of generation, rendering and the whole path")
     b.add_argument("--quick", action="store_true", help="fewer repeats; under a minute")
     b.add_argument("--json", default=None, help="write the results here")
     b.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     b.set_defaults(func=cmd_bench)
+
+    f = sub.add_parser("fidelity", help="does the critic hear the requested style in generated pieces?")
+    f.add_argument("--checkpoint", default=None, help="generator folder (default: assets/model)")
+    f.add_argument("--classifier", default=str(CLASSIFIER_DIR))
+    f.add_argument("--n", type=int, default=8, help="pieces per style (seeds 0..n-1)")
+    f.add_argument("--bars", type=int, default=16)
+    f.add_argument("--json", default=None, help="also write the report here")
+    f.add_argument("--data", default="", help="corpus folder (default: the classifier's training data)")
+    f.set_defaults(func=cmd_fidelity)
+
+    from musicgen.critic.cli import register  # classify, critic train|crossval|retest
+
+    register(sub)
     return p
 
 

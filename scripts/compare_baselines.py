@@ -7,11 +7,11 @@ Folds are fixed by the piece paths, so every run holds out the same pieces in th
 and McNemar's test pairs them piece by piece.
 """
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
-from musicgen.classify_cv import mcnemar
+from musicgen.critic.crossval import mcnemar
 
 
 def hits(run: Path, model: str) -> dict[str, bool]:
@@ -41,4 +41,8 @@ def main(gru_run: str, runs: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    parser = argparse.ArgumentParser(description="a cross-validated GRU against every run's baseline")
+    parser.add_argument("gru_run", help="the cross-validation run whose GRU is compared")
+    parser.add_argument("runs", nargs="*", help="cross-validation runs whose baselines it is compared with")
+    args = parser.parse_args()
+    main(args.gru_run, args.runs)

@@ -6,19 +6,22 @@ assets/model, the seed and the settings below (same seed, same MIDI).
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from musicgen.render import render_all
+from musicgen.resources import EXAMPLES_DIR, MODEL_DIR
 from musicgen.sample import Generator, SampleConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED = ROOT / "assets" / "examples" / "mozart-quartet-k80.mid"
+SEED = EXAMPLES_DIR / "mozart-quartet-k80.mid"
 CONFIG = SampleConfig(bars=16, style="mozart", seed=3)
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()  # --help, nothing more
     out = ROOT / "docs" / "examples"
-    result = Generator(ROOT / "assets" / "model", "cpu").generate(SEED, CONFIG)
+    result = Generator(MODEL_DIR, "cpu").generate(SEED, CONFIG)
     (out / "generated.mid").write_bytes(result.midi_bytes()[0])
     render_all(result.scores[0], mp3=out / "generated.mp3", svg=out / "generated.svg",
                roll=out / "generated-roll.png", musicxml=out / "generated.musicxml",

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from musicgen.classify import classify_file, load_classifier, log_mel, prepare_audio
+from musicgen.critic.api import classify_file, load_classifier
+from musicgen.critic.features import log_mel, prepare_audio
 
 
 def main(paths: list[str], folder: str | None) -> None:
-    import symusic
-
     from musicgen.render.audio import render_audio
+    from musicgen.tokenizer import MIDI_SUFFIXES, read_midi
 
     torch.set_num_threads(1)
     clf = load_classifier(folder) if folder else load_classifier()
@@ -34,9 +34,9 @@ def main(paths: list[str], folder: str | None) -> None:
             top = classify_file(path, clf)["top"]
             seconds.append(time.perf_counter() - t)
         line = f"{Path(path).name}: {statistics.median(seconds):.2f} s, {top}"
-        if path.endswith((".mid", ".midi")):
+        if Path(path).suffix.lower() in MIDI_SUFFIXES:
             t = time.perf_counter()
-            audio = render_audio(symusic.Score(path), sample_rate=clf.features.sample_rate)
+            audio = render_audio(read_midi(path), sample_rate=clf.features.sample_rate)
             render = time.perf_counter() - t
             mel = log_mel(prepare_audio(audio, clf.features.sample_rate, clf.features), clf.features)
             t = time.perf_counter()

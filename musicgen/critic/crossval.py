@@ -6,13 +6,12 @@ The generator's test split holds 23 pieces of the critic's composers: a 95% inte
 fold i+1 chooses the early-stopping epoch and the baseline's C, the rest trains. The GRU and
 the logistic regression see the same folds, so their per-piece hits pair up for McNemar's test.
 
-`python -m musicgen.classify_data crossval --data DIR [--folds 5] [--seed S] [--out DIR]` (each
-fold's model is kept in OUT/fold0, fold1, ...; `--baseline-only` skips the GRU, `--gru-only` the
-baseline); then
-`python -m musicgen.classify_data crossval --pool RUN [RUN ...] --out DIR` averages the GRUs of runs
-that differ only in their seed (each run keeps its clip probabilities) and scores them as one, and
-`python -m musicgen.classify_data crossval --rescore RUN --max-clips N --key-shifts K --out DIR`
-judges RUN's fold models (and its baseline) again with those test-time settings.
+`musicgen critic crossval --data DIR [--folds 5] [--seed S] [--out DIR]` (each fold's model is
+kept in OUT/fold0, fold1, ...; `--baseline-only` skips the GRU, `--gru-only` the baseline); then
+`musicgen critic crossval --pool RUN [RUN ...] --out DIR` averages the GRUs of runs that differ
+only in their seed (each run keeps its clip probabilities) and scores them as one, and
+`musicgen critic crossval --rescore RUN --max-clips N --key-shifts K --out DIR` judges RUN's fold
+models (and its baseline) again with those test-time settings.
 """
 
 from __future__ import annotations
@@ -26,27 +25,19 @@ from pathlib import Path
 
 import numpy as np
 
-from musicgen.classify import Classifier, FeatureConfig, ModelConfig, load_classifier, save_classifier
-from musicgen.classify_data import (
-    PieceMel,
-    TrainConfig,
-    baseline,
-    fit,
-    load_pieces,
-    score_predictions,
-    val_key,
-    wilson,
-)
-from musicgen.data import path_rank, style_of
+from musicgen.critic.api import Classifier, load_classifier, save_classifier
+from musicgen.critic.corpus import PieceMel, load_pieces
+from musicgen.critic.features import FeatureConfig, load_features
+from musicgen.critic.model import ModelConfig, load_model_config
+from musicgen.critic.report import baseline, score_predictions, wilson
+from musicgen.critic.train import TrainConfig, check_recipe, fit, load_train_config, val_key
+from musicgen.data import deal_by_style
 from musicgen.errors import MusicgenError
 
 
 def assign_folds(paths: list[str], k: int) -> dict[str, int]:
     """Fold of each path: within a composer, ordered by path hash, dealt round-robin."""
-    by_style: dict[str, list[str]] = {}
-    for p in paths:
-        by_style.setdefault(style_of(p), []).append(p)
-    return {p: i % k for files in by_style.values() for i, p in enumerate(sorted(files, key=path_rank))}
+    return {p: i % k for files in deal_by_style(paths).values() for i, p in enumerate(files)}
 
 
 def binomial_two_sided(k: int, n: int, p: float = 0.5) -> float:
@@ -79,7 +70,12 @@ def crossval(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig, folds: i
     with `fcfg`'s test-time settings instead of training new ones. `gru=False`: the baseline only;
     `with_baseline=False`: the GRU only (its fold models kept for a later rescore with the baseline).
     """
-    classes, pieces, skipped = load_pieces(tcfg.data, tcfg.min_pieces, fcfg, tcfg.cache, workers=tcfg.workers)
+    if folds < 3:
+        raise MusicgenError(f"--folds needs at least 3 (a test, a validation and a training fold), "
+                            f"not {folds}")
+    if gru and not trained:
+        check_recipe(tcfg, fcfg)
+    classes, pieces, skipped = load_pieces(tcfg.data, tcfg.min_pieces, fcfg, tcfg.cache, tcfg.workers)
     fold = assign_folds([p.path for p in pieces], folds)
     per_piece, clip_hits, cpu = [], Counter(), []
     for i in range(folds):
@@ -217,26 +213,32 @@ def rescore(run: Path, out: str, max_clips: int, key_shifts: int, baseline_only:
     r = json.loads((run / "crossval.json").read_text())
     if not (run / "fold0" / "model.safetensors").is_file():
         raise MusicgenError(f"{run} kept no fold models (fold0/, ...): re-run it with this version")
-    fcfg = FeatureConfig(**{**r["features"], "max_clips": max_clips, "key_shifts": key_shifts})
-    return crossval(TrainConfig(**{**r["train"], "out": out}), ModelConfig(**r["model"]), fcfg, r["folds"],
+    fcfg = load_features(r["features"]).with_test_time(max_clips, key_shifts)
+    tcfg = load_train_config({**r["train"], "out": out})
+    return crossval(tcfg, load_model_config(r["model"]), fcfg, r["folds"],
                     trained=run, gru=not baseline_only, with_baseline=not gru_only)
 
 
-def main(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig | None, folds: int,
-         runs: list[str] | None = None, rescore_run: str | None = None, baseline_only: bool = False,
-         max_clips: int = 8, key_shifts: int = 0, gru_only: bool = False) -> int:
-    """Run the cross-validation (or pool finished `runs`, or judge `rescore_run`'s fold models
-    again with max_clips and key_shifts), print it, write OUT/crossval.json."""
+def run(tcfg: TrainConfig, mcfg: ModelConfig, fcfg: FeatureConfig | None = None, *, folds: int = 5,
+        pool: list[str] | None = None, rescore_run: str | None = None, max_clips: int = 32,
+        key_shifts: int = 3, baseline_only: bool = False, gru_only: bool = False) -> dict:
+    """Run the cross-validation of `fcfg`'s features (or pool finished runs, or judge `rescore_run`'s
+    fold models again with max_clips and key_shifts, its own settings otherwise), print it and
+    write OUT/crossval.json; returns the report."""
+    if baseline_only and gru_only:
+        raise MusicgenError("--baseline-only and --gru-only leave nothing to run: pass one of them")
     t0 = time.time()
-    if runs:
-        report = ensemble([Path(r) for r in runs])
+    if pool:
+        report = ensemble([Path(r) for r in pool])
     elif rescore_run:
         report = rescore(Path(rescore_run), tcfg.out, max_clips, key_shifts, baseline_only, gru_only)
     else:
+        if fcfg is None:
+            raise MusicgenError("a cross-validation needs its feature settings")
         report = crossval(tcfg, mcfg, fcfg, folds, gru=not baseline_only, with_baseline=not gru_only)
     report["seconds"] = round(time.time() - t0)
     out = Path(tcfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "crossval.json").write_text(json.dumps(report, indent=1))
     print(format_crossval(report))
-    return 0
+    return report
