@@ -5,10 +5,13 @@
 1. Tokens: NLL, perplexity, top-1/top-5 of the GRU on the checkpoint's own TEST pieces,
    next to a unigram and a Kneser-Ney n-gram fitted on its TRAIN pieces, all scored on the
    same stream (`[style] + piece`, every token after the style token).
-2. Continuations: each test piece's opening primes the GRU, which writes the next bars with
-   default sampling and a fixed seed per piece; the music statistics of those bars are shown
-   beside the same statistics of the bars that really follow the opening (5th-95th
-   percentile bands over pieces).
+2. Continuations: each test piece's opening primes the GRU, which writes the next bars
+   `continuations` times (one batch) with default sampling and a fixed seed per piece; the music
+   statistics of those bars are shown beside the same statistics of the bars that really follow
+   the opening (5th-95th percentile bands over continuations, and over pieces for the real bars).
+3. Coherence (`musicgen.coherence`): how each continuation keeps to its seed (texture, range,
+   register, key, left hand, loops, non-trivial copying), and how many of those measures fall
+   outside the real next bars' 5th-95th band.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from musicgen import baselines, metrics
+from musicgen import baselines, coherence, metrics
 from musicgen import tokenizer as tk
 from musicgen.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from musicgen.data import Piece, data_root, load_corpus, split_pieces, with_style
@@ -40,6 +43,7 @@ class EvalConfig:
     split: str = "test"  # "val" to tune sampling defaults without touching the test pieces
     temperature: float = 0.0  # sampling temperature for the continuations; 0: SampleConfig's default
     top_p: float = 0.0  # nucleus for the continuations; 0: SampleConfig's default
+    continuations: int = 2  # continuations per piece, sampled as one batch (SampleConfig.variations)
 
     def __post_init__(self):
         """Checked before any scoring, so a bad flag costs nothing."""
@@ -47,6 +51,10 @@ class EvalConfig:
             raise MusicgenError(f"--ngram-order must be between 2 and {baselines.MAX_ORDER}")
         if not self.seed_bars >= 1 or not self.bars >= 1 or not self.pieces >= 0:
             raise MusicgenError("--seed-bars and --bars must be at least 1, --pieces at least 0")
+        from musicgen.sample import MAX_VARIATIONS
+
+        if not 1 <= self.continuations <= MAX_VARIATIONS:
+            raise MusicgenError(f"--continuations must be between 1 and {MAX_VARIATIONS}")
         if self.split not in ("val", "test"):
             raise MusicgenError(f"--split must be val or test, not {self.split!r}")
         sampling(self)  # the sampling overrides are checked as SampleConfig checks them
@@ -116,7 +124,8 @@ def token_report(model, tokenizer, train: list[Piece], test: list[Piece], order:
 
 def continuation_report(checkpoint: Path, tokenizer, train: list[Piece], test: list[Piece],
                         cfg: EvalConfig) -> dict:
-    """Statistics of generated and of real continuations after each test piece's opening."""
+    """Statistics and coherence measures of generated and of real continuations after each test
+    piece's opening: per piece a list of `cfg.continuations` generated rows and one real row."""
     from musicgen.sample import Generator, continuation_of
 
     t0 = time.perf_counter()
@@ -134,32 +143,36 @@ def continuation_report(checkpoint: Path, tokenizer, train: list[Piece], test: l
         cut = int(metrics.bar_bounds(ref, cfg.seed_bars)[-1])
         seed = ref.clip(0, cut, clip_end=False)
         style = piece.style if piece.style in gen.styles else tk.ANY_STYLE
-        sample = sampling(cfg, style=style, seed=cfg.sample_seed + i)
+        sample = sampling(cfg, style=style, seed=cfg.sample_seed + i, variations=cfg.continuations)
         result = gen.generate(seed, sample)
-        made = continuation_of(result.scores[0], result.split_tick)
         real = continuation_of(ref, cut)
-        g = metrics.continuation_stats(made, cfg.bars, seed, index)
-        g["pc_js_to_real"] = metrics.js_divergence(metrics.pitch_class_histogram(made, cfg.bars),
-                                                   metrics.pitch_class_histogram(real, cfg.bars))
-        r = metrics.continuation_stats(real, cfg.bars, seed, index)
-        rows.append({"piece": piece.path, "sample_seed": sample.seed, "generated": g, "held_out": r})
+        made = []
+        for score in result.scores:
+            cont = continuation_of(score, result.split_tick)
+            g = measure(cont, seed, cfg, index)
+            g["pc_js_to_real"] = metrics.js_divergence(metrics.pitch_class_histogram(cont, cfg.bars),
+                                                       metrics.pitch_class_histogram(real, cfg.bars))
+            made.append(g)
+        rows.append({"piece": piece.path, "sample_seed": sample.seed, "generated": made,
+                     "held_out": measure(real, seed, cfg, index)})
     settings = {**asdict(sampling(cfg)), "style": "each piece's composer",
-                "seed": f"{cfg.sample_seed} + piece index"}
-    stats = {k: {side: band([r[side].get(k) for r in rows]) for side in ("generated", "held_out")}
+                "seed": f"{cfg.sample_seed} + piece index", "variations": cfg.continuations}
+    generated, real = [g for r in rows for g in r["generated"]], [r["held_out"] for r in rows]
+    stats = {k: {"generated": band([g.get(k) for g in generated]), "held_out": band([r.get(k) for r in real])}
              for k in STAT_NAMES}
-    return {"pieces": len(rows), "skipped_short": skipped, "settings": settings, "stats": stats,
+    return {"pieces": len(rows), "continuations_per_piece": cfg.continuations, "skipped_short": skipped,
+            "settings": settings, "stats": stats, "coherence": coherence.section(generated, real),
             "per_piece": rows, "seconds": {"copy_index": round(index_s, 1),
                                            "generate_and_measure": round(time.perf_counter() - t0, 1)}}
 
 
-def band(values: list) -> dict[str, float]:
-    """Mean and 5th/95th percentiles over pieces, ignoring undefined (nan or missing) values."""
-    v = np.array([x for x in values if x is not None], dtype=np.float64)
-    v = v[~np.isnan(v)]
-    if not len(v):
-        return {"mean": float("nan"), "p5": float("nan"), "p95": float("nan"), "n": 0}
-    p5, p95 = np.percentile(v, [5, 95])
-    return {"mean": float(v.mean()), "p5": float(p5), "p95": float(p95), "n": int(len(v))}
+band = coherence.band  # mean and 5th/95th percentiles, ignoring nan or missing values
+
+
+def measure(cont, seed, cfg: EvalConfig, index: metrics.CopyIndex) -> dict:
+    """The music statistics and coherence measures of one continuation (generated or real)."""
+    return {**metrics.continuation_stats(cont, cfg.bars, seed, index),
+            **coherence.measures(seed, cont, cfg.bars, cfg.seed_bars)}
 
 
 def evaluate(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str = "",
@@ -196,21 +209,22 @@ def format_report(report: dict) -> str:
         lines.append(f"{label:<22}{row['nll']:>11.3f}{row['ppl']:>9.2f}{row['top1']:>8.3f}{row['top5']:>8.3f}")
     cont, cfg = report["continuations"], report["config"]
     knobs = cont["settings"]
+    per_piece = cont.get("continuations_per_piece", 1)
     lines += ["", f"continuations: {cfg['seed_bars']}-bar openings of {cont['pieces']} held-out pieces -> "
-              f"{cfg['bars']} bars (temperature {knobs['temperature']}, top-p {knobs['top_p']}, "
+              f"{per_piece} x {cfg['bars']} bars (temperature {knobs['temperature']}, "
+              f"top-p {knobs['top_p']}, "
               f"seed = {cfg['sample_seed']} + piece index, "
               f"style = composer); {len(cont['skipped_short'])} shorter pieces skipped",
               f"{'statistic':<40}{'generated: mean [p5, p95]':>30}{'real next bars: mean [p5, p95]':>34}"]
     for key, (label, digits) in STAT_NAMES.items():
         cells = [_cell(cont["stats"][key][side], digits) for side in ("generated", "held_out")]
         lines.append(f"{label:<40}{cells[0]:>30}{cells[1]:>34}")
+    if "coherence" in cont:
+        lines += [""] + coherence.format_section(cont["coherence"], per_piece)
     return "\n".join(lines)
 
 
-def _cell(b: dict, digits: int) -> str:
-    if not b["n"]:
-        return "-"
-    return f"{b['mean']:.{digits}f} [{b['p5']:.{digits}f}, {b['p95']:.{digits}f}]"
+_cell = coherence.cell
 
 
 def _finite(x):

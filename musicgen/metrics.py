@@ -18,6 +18,8 @@ from musicgen import tokenizer as tk
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 MINOR = (0, 2, 3, 5, 7, 8, 10)  # natural minor, as MusPy's scale consistency uses
 NGRAM_NOTES = 12  # a copied phrase: 12 notes, i.e. 11 successive pitch intervals
+TRIVIAL_STEPS = (0, 1, -1, 2, -2, 12, -12)  # intervals of repeated notes, scales and octave moves
+TRIVIAL_CLASSES = 3  # a run over this few pitch classes repeats one chord, a trill or a tremolo
 
 
 def note_array(score: symusic.Score) -> dict[str, np.ndarray]:
@@ -168,16 +170,45 @@ class CopyIndex:
             m += 1
         return m
 
-    def copying(self, query: np.ndarray, ngram_notes: int = NGRAM_NOTES) -> tuple[float, int]:
-        """(share of the query's n-note phrases found in the pieces, longest copied run in notes)."""
+    def copying(self, query: np.ndarray, ngram_notes: int = NGRAM_NOTES,
+                lengths: np.ndarray | None = None) -> tuple[float, int]:
+        """(share of the query's n-note phrases found in the pieces, longest copied run in notes);
+        `lengths`: match_lengths(query) when already computed."""
         query = np.asarray(query)
         if not len(query):
             return float("nan"), 0
-        lengths = self.match_lengths(query)
+        lengths = self.match_lengths(query) if lengths is None else lengths
         k = ngram_notes - 1  # intervals in an n-note phrase
         starts = len(query) - k + 1
         share = float(np.mean(lengths[:starts] >= k)) if starts > 0 else float("nan")
         return share, int(lengths.max()) + 1
+
+    def longest_nontrivial(self, query: np.ndarray, lengths: np.ndarray | None = None) -> int:
+        """Notes in the longest copied run of the query that is not `trivial`; 0 if every one is.
+
+        A run found in the pieces counts whole once any part of it is not trivial: since every
+        stretch of a trivial run is trivial, the longest match from each start decides.
+        """
+        query = np.asarray(query)
+        lengths = self.match_lengths(query) if lengths is None else lengths
+        runs = [int(n) + 1 for i, n in enumerate(lengths) if n and not trivial(query[i:i + n])]
+        return max(runs, default=0)
+
+
+def trivial(steps: np.ndarray) -> bool:
+    """A pattern any two pieces may share, from its pitch intervals: either every interval is in
+    {0, +-1, +-2, +-12} semitones with the +-1/+-2 steps all one way (repeated notes, octave moves,
+    a scale running one way, octave leaps inside it allowed), or the notes use at most
+    TRIVIAL_CLASSES pitch classes (repeated or broken chords of one triad, trills, tremolos).
+    Every stretch of a trivial run is trivial. A melody turning back over four or more pitch
+    classes is not (a C-D-E-D-C-F figure, an arpeggio of a seventh chord)."""
+    s = np.asarray(steps, dtype=np.int64)
+    if len(np.unique(np.concatenate([[0], np.cumsum(s)]) % 12)) <= TRIVIAL_CLASSES:
+        return True
+    if not np.isin(s, TRIVIAL_STEPS).all():
+        return False
+    small = s[(s != 0) & (np.abs(s) <= 2)]
+    return bool((small > 0).all() or (small < 0).all())
 
 
 def suffix_array(text: np.ndarray) -> np.ndarray:
@@ -212,7 +243,10 @@ def continuation_stats(score: symusic.Score, bars: int, seed: symusic.Score,
         "longest_note_s": longest_note_seconds(score, bars),
     }
     if index is not None:
-        share, run = index.copying(intervals(score, bars))
+        steps = intervals(score, bars)
+        lengths = index.match_lengths(steps)
+        share, run = index.copying(steps, lengths=lengths)
         stats["train_ngram_share"], stats["longest_copied_notes"] = share, float(run)
+        stats["longest_copied_nontrivial"] = float(index.longest_nontrivial(steps, lengths))
     return stats
 

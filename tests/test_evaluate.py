@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import make_score
 
-from musicgen import baselines, metrics
+from musicgen import baselines, coherence, metrics
 from musicgen.errors import MusicgenError
-from musicgen.evaluate import EvalConfig, data_root, evaluate, main
+from musicgen.evaluate import EvalConfig, data_root, evaluate, format_report, main
 from musicgen.paper import note_ids, pitch_name
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
@@ -133,6 +133,15 @@ def test_evaluate_scores_model_and_baselines_on_the_same_tokens_and_writes_json(
     assert cont["pieces"] == 2 and not cont["skipped_short"]  # one test piece per composer
     real = cont["stats"]["scale_consistency"]["held_out"]
     assert real["mean"] == 1.0 and real["n"] == 2  # the tiny pieces are C-major-like scales
+    assert cont["stats"]["scale_consistency"]["generated"]["n"] == 4  # two continuations per piece
+    row = cont["per_piece"][0]
+    assert len(row["generated"]) == 2 and row["held_out"]["key_relation"] == "same"
+    assert row["held_out"]["loop_share"] == 1.0  # every real bar repeats the one before
+    coh = cont["coherence"]
+    assert coh["headline"]["generated"]["n"] == 4 and coh["headline"]["held_out"]["n"] == 2
+    assert set(coh["measures"]) == set(coherence.MEASURES)
+    assert all(isinstance(g["out_of_band"], int) for g in row["generated"])
+    assert "single-line bars in a row" in format_report(report)
     out = tmp_path / "eval.json"
     args = argparse.Namespace(checkpoint=str(tiny_run / "best"), data="", pieces=1, json=str(out))
     assert main(args) == 0
