@@ -25,6 +25,7 @@ from musicgen.model import GRUStep
 MAX_SEED_TOKENS = 16384  # about 4,500 notes; longer seeds keep their last bars only
 MAX_TOKENS_PER_BAR = 512  # a bar this dense is forced to end: generation always terminates
 MAX_BARS = 256
+MAX_SILENT_BARS = 4  # a longer rest inside a seed is cut to this; a 4.6-hour one would be 8,000 bars
 MAX_VARIATIONS = 64  # one batch; the app asks for at most logic.MAX_VARIATIONS
 TEMPO_OVERRIDE_RANGE = (20.0, 400.0)  # quarter notes per minute a user may ask for
 
@@ -199,6 +200,10 @@ class Generator:
         if score.note_num() == 0:
             raise MusicgenError("the seed has no playable piano notes (drum tracks are ignored); "
                                 "leave the seed empty to compose from scratch")
+        score, silent = tk.drop_silent_bars(score, MAX_SILENT_BARS)
+        if silent:
+            notes.append(f"{silent} silent bars of the seed were left out (no more than {MAX_SILENT_BARS} "
+                         "in a row are kept)")
         starts = tk.bar_starts(score)
         if seed_bars and len(starts) > seed_bars:
             score = clip_from(score, int(starts[-seed_bars]))

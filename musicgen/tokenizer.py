@@ -23,6 +23,7 @@ NUM_VELOCITIES = 16  # enough dynamic shades for a piano; fewer tokens to learn 
 NUM_TEMPOS = 32
 TEMPO_RANGE = (40, 250)
 POSITIONS_PER_BEAT = 8  # REMI positions per time-signature beat (max of BEAT_RES)
+MAX_DURATION_BEATS = max(hi for _, hi in BEAT_RES)  # the longest Duration token: 12 beats
 ANY_STYLE = "any"
 PREPARE_VERSION = "1"  # bump when prepare() changes, so cached corpora are rebuilt
 MAX_MIDI_BYTES = 4_000_000  # larger files are not piano pieces a user means to continue
@@ -84,16 +85,52 @@ def read_midi(source: str | Path | bytes | symusic.Score) -> symusic.Score:
         raise MusicgenError(f"the MIDI file is larger than {MAX_MIDI_BYTES // 1_000_000} MB")
     if data[:4] != b"MThd":
         raise MusicgenError("not a MIDI file (it does not start with 'MThd')")
+    data = _standard_header(data)
     # symusic parses from a path; a private temp file keeps uploads out of the working tree
     fd, tmp = tempfile.mkstemp(suffix=".mid")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        return symusic.Score(tmp)
-    except Exception as e:  # symusic raises plain RuntimeError/ValueError on corrupt files
-        raise MusicgenError(f"corrupt MIDI file: {e}") from None
+        score = symusic.Score(tmp)
+    except Exception:  # symusic's own words name its parser's internals, not the user's problem
+        raise MusicgenError("the MIDI file is damaged or cut short (it could not be read to its end); "
+                            "export it again from the program that made it") from None
     finally:
         os.unlink(tmp)
+    return _drop_impossible_events(score)
+
+
+def _standard_header(data: bytes) -> bytes:
+    """The file with its MThd chunk as symusic reads it: 6 bytes long, with a usable time division.
+
+    The MIDI spec lets the header grow ("read and honor the length, even if it is longer than 6"):
+    the extra bytes are dropped here instead of refusing the file.
+    """
+    length = int.from_bytes(data[4:8], "big")
+    if length < 6 or len(data) < 8 + length:
+        raise MusicgenError("the MIDI file's header is cut short; export it again from the program "
+                            "that made it")
+    division = int.from_bytes(data[12:14], "big")
+    if division == 0:
+        raise MusicgenError("the MIDI file's time division is 0 ticks per quarter note, so its notes have no "
+                            "timing; export it again from the program that made it")
+    if division & 0x8000:
+        raise MusicgenError("the MIDI file counts time in SMPTE frames, not beats; export it with "
+                            "ticks per quarter note (the usual setting)")
+    return data[:4] + (6).to_bytes(4, "big") + data[8:14] + data[8 + length:]
+
+
+def _drop_impossible_events(score: symusic.Score) -> symusic.Score:
+    """The score without meters no bar can have (x/0, 0/x, a denominator that is no power of two)
+    and without tempo events of zero microseconds per quarter: they make bars or seconds infinite."""
+    sigs = [ts for ts in score.time_signatures
+            if 1 <= ts.numerator <= 64 and ts.denominator in (1, 2, 4, 8, 16, 32, 64)]
+    if len(sigs) != len(score.time_signatures):
+        score.time_signatures = sigs
+    tempos = [t for t in score.tempos if t.mspq > 0]
+    if len(tempos) != len(score.tempos):
+        score.tempos = tempos
+    return score
 
 
 def fold_pitch(pitch: int) -> int:
@@ -137,16 +174,19 @@ def bar_starts(score: symusic.Score, end_tick: int | None = None) -> np.ndarray:
 
 
 def prepare(score: symusic.Score) -> symusic.Score:
-    """One piano track: hands merged, drums dropped, pitches folded, one tempo per bar."""
+    """One piano track: hands merged, drums dropped, pitches folded, one tempo per bar, no note
+    longer than the longest duration token (REMI would cut it there anyway)."""
     out = symusic.Score(score.tpq)
     out.time_signatures = score.time_signatures
     track = symusic.Track(name="Piano", program=0)
+    longest = MAX_DURATION_BEATS * score.tpq
     for t in score.tracks:
         if t.is_drum:
             continue
         for n in t.notes:
             if n.duration > 0:
-                track.notes.append(symusic.Note(n.time, n.duration, fold_pitch(n.pitch), n.velocity))
+                track.notes.append(symusic.Note(n.time, min(n.duration, longest), fold_pitch(n.pitch),
+                                                n.velocity))
     track.notes.sort()
     out.tracks.append(track)
     if not track.notes:
@@ -161,6 +201,57 @@ def prepare(score: symusic.Score) -> symusic.Score:
         qpm = 60.0 * quarters / max(secs[i + 1] - secs[i], 1e-6)
         out.tempos.append(symusic.Tempo(int(tick), float(np.clip(qpm, *TEMPO_RANGE))))
     return out
+
+
+def drop_silent_bars(score: symusic.Score, keep: int) -> tuple[symusic.Score, int]:
+    """(the score with every run of more than `keep` bars in which nothing sounds cut to `keep`
+    bars, how many bars were removed). Tempo and meter changes inside a removed stretch take effect
+    where it ends. Bounds what a seed of one note after hours of rest costs to prime and render."""
+    starts = bar_starts(score)
+    notes = [n for t in score.tracks for n in t.notes]
+    if not notes or len(starts) < 2:
+        return score, 0
+    sounding = np.zeros(len(starts), bool)
+    for n in notes:  # the bars each note sounds in
+        first = np.searchsorted(starts, n.time, side="right") - 1
+        last = np.searchsorted(starts, n.time + max(n.duration, 1) - 1, side="right") - 1
+        sounding[first:last + 1] = True
+    ends = np.append(starts[1:], max(score.end(), starts[-1] + 1))
+    cuts, run = [], 0  # (start tick, end tick) of each removed stretch
+    for i, busy in enumerate(sounding):
+        run = 0 if busy else run + 1
+        if run > keep:
+            if cuts and cuts[-1][1] == starts[i]:
+                cuts[-1] = (cuts[-1][0], int(ends[i]))
+            else:
+                cuts.append((int(starts[i]), int(ends[i])))
+    if not cuts:
+        return score, 0
+
+    def moved(tick: int) -> int:  # a tick inside a cut lands where the cut ends
+        return tick - sum(min(max(tick - a, 0), b - a) for a, b in cuts)
+
+    out = score.copy()
+    for track in out.tracks:
+        for n in track.notes:
+            n.time = moved(n.time)
+        for c in track.controls:
+            c.time = moved(c.time)
+        for p in track.pedals:
+            p.time = moved(p.time)
+    for events in (out.tempos, out.time_signatures, out.key_signatures):
+        for e in events:
+            e.time = moved(e.time)
+    # of the changes that now share a tick, the last is the one in force
+    out.tempos = _last_per_tick(out.tempos)
+    out.time_signatures = _last_per_tick(out.time_signatures)
+    removed = sum(int(((starts >= a) & (starts < b)).sum()) for a, b in cuts)
+    return out, removed
+
+
+def _last_per_tick(events) -> list:
+    """Of time-ordered events that share a tick, only the last."""
+    return [e for i, e in enumerate(events) if i + 1 == len(events) or events[i + 1].time != e.time]
 
 
 def encode(tokenizer: REMI, score: symusic.Score, style: str | None = None) -> list[int]:

@@ -125,7 +125,7 @@ def drums_only() -> bytes:
 
 BAD_SEEDS = {  # id -> (file name, its bytes, words the error must contain)
     "text-renamed-mid": ("notes.mid", lambda: b"just some text\n", "not a MIDI file"),
-    "truncated-midi": ("cut.mid", lambda: EXAMPLE.read_bytes()[:200], "corrupt MIDI"),
+    "truncated-midi": ("cut.mid", lambda: EXAMPLE.read_bytes()[:200], "damaged or cut short"),
     "empty-file": ("empty.mid", lambda: b"", "not a MIDI file"),
     "drums-only": ("drums.mid", drums_only, "no playable piano notes"),
     "over-the-cap": ("huge.mid", lambda: b"MThd" + bytes(MAX_MIDI_BYTES + 500_000), "larger than 4 MB"),

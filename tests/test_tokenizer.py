@@ -72,7 +72,7 @@ def test_bar_starts_follow_meter_changes():
 @pytest.mark.parametrize("data, message", [
     (b"hello, not music", "not a MIDI file"),
     (b"", "not a MIDI file"),
-    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\xff\xff", "corrupt MIDI"),
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\xff\xff", "damaged or cut short"),
 ])
 def test_read_midi_rejects_junk_with_a_clear_message(data, message):
     with pytest.raises(MusicgenError, match=message):

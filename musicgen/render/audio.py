@@ -33,6 +33,7 @@ TARGET_RMS_DB = -20.0  # loudness target, then the peak is clamped into the rang
 PEAK_MIN_DB, PEAK_MAX_DB = -6.0, -1.0
 SYNTH_GAIN = 0.2  # FluidSynth's default; float output keeps any overshoot, we normalise after
 DRUM_CHANNEL = 9
+MAX_RENDER_SECONDS = 1200.0  # 20 minutes: 106 M samples of stereo float32 at 44.1 kHz (+420 MB)
 
 
 class FluidSynthMissingError(MusicgenError, RuntimeError):
@@ -155,18 +156,30 @@ def normalise_loudness(audio: np.ndarray) -> np.ndarray:
     peak = float(np.abs(audio).max())
     if peak < 1e-5:
         raise RuntimeError("FluidSynth rendered silence: does the soundfont have a piano (bank 0, preset 0)?")
-    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+    # summed a second at a time in float64: no float64 copy of a long render is ever made
+    seconds = np.array_split(audio, len(audio) // 44100 + 1)
+    squares = sum(float(np.square(c, dtype=np.float64).sum()) for c in seconds)
+    rms = float(np.sqrt(squares / audio.size))
     gain = 10 ** (TARGET_RMS_DB / 20) / rms
     gain = min(max(gain, 10 ** (PEAK_MIN_DB / 20) / peak), 10 ** (PEAK_MAX_DB / 20) / peak)
     return (audio * gain).astype(np.float32)
 
 
 def render_audio(
-    midi: str | Path | symusic.Score, soundfont: str | Path | None = None, sample_rate: int = 44100
+    midi: str | Path | symusic.Score, soundfont: str | Path | None = None, sample_rate: int = 44100,
+    max_seconds: float = MAX_RENDER_SECONDS,
 ) -> np.ndarray:
-    """Render MIDI to stereo float32 audio of shape (n, 2), peak between -6 and -1 dBFS."""
+    """Render MIDI to stereo float32 audio of shape (n, 2), peak between -6 and -1 dBFS; only its
+    first `max_seconds` (notes still sounding then are cut), so no file can ask for hours of samples."""
     sf_path = Path(soundfont) if soundfont else default_soundfont()
     score = read_midi(midi).to("second")
+    if score.note_num() and score.start() >= max_seconds:
+        raise MusicgenError(f"the MIDI's first note comes after {max_seconds / 60:.0f} minutes, the most "
+                            "that is rendered")
+    score = score.clip(0.0, max_seconds, clip_end=False)  # before any sample buffer is sized
+    for track in score.tracks:
+        for n in track.notes:
+            n.duration = min(n.duration, max_seconds - n.time)  # symusic's clip_end drops such notes
     events, programs, end_sec = _events(score, sample_rate)
     if not programs:
         raise MusicgenError("the MIDI has no notes to render")
