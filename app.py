@@ -68,20 +68,18 @@ def variation_values(result: logic.Result | None) -> list:
 # but random_seed and soundfont (the app's own) are SampleConfig fields.
 SETTINGS = ("style", "seed_bars", "bars", "variations", "temperature", "top_k", "top_p", "greedy_mix",
             "repetition_penalty", "random_seed", "seed", "tempo", "soundfont")
-WHOLE = ("seed_bars", "bars", "variations", "top_k")  # sliders send floats
-REAL = ("temperature", "top_p", "greedy_mix", "repetition_penalty", "tempo")
 
 
 def run(seed_midi, form: dict, progress) -> logic.Result:
-    """Validate, compose and render one request into its own temp folder."""
+    """Check, compose and render one request into its own temp folder."""
     soundfont = form["soundfont"]
     if soundfont and soundfont not in SOUNDFONTS:
         raise MusicgenError(f"unknown soundfont {soundfont!r}; choose one of: {', '.join(SOUNDFONTS)}")
-    if not 1 <= int(form["variations"]) <= N:
-        raise MusicgenError(f"variations must be between 1 and {N}")
+    if not isinstance(form["random_seed"], bool):
+        raise MusicgenError(f"Random seed (random_seed) must be true or false, not {form['random_seed']!r}")
+    knobs = {k: logic.form_value(k, v) for k, v in form.items() if k in logic.FORM}  # API callers too
     score = logic.read_seed(seed_midi)
-    used_seed = logic.pick_seed(form["random_seed"], form["seed"])
-    knobs = {k: int(form[k]) for k in WHOLE} | {k: float(form[k] or 0) for k in REAL}
+    used_seed = logic.pick_seed(form["random_seed"], knobs.pop("seed"))
     cfg = SampleConfig(**knobs, style=form["style"], seed=used_seed)
     progress(0.05, desc=f"Composing {cfg.bars} bars × {cfg.variations}")
     gen = compose(score, cfg)
@@ -92,6 +90,9 @@ def run(seed_midi, form: dict, progress) -> logic.Result:
                                    SOUNDFONTS.get(soundfont), progress)
     empty = [str(i + 1) for i, v in enumerate(made) if v.svg is None]
     status = f"**Done.** {gen.describe()}; random seed {used_seed}"
+    if any(v.shown_split != gen.split_tick for v in made if v.shown is not None):
+        status += (f"; you hear and see the new bars from {logic.RENDER_SEED_BARS} bars before them, "
+                   "the MIDI holds the whole piece")
     if empty:
         status += f"; variation {', '.join(empty)} came out without notes: try another seed"
     return logic.Result(seed_midi, made, status, used_seed)
@@ -101,9 +102,15 @@ def generate(seed_midi=None, style=UI.style, seed_bars=UI.seed_bars, bars=UI.bar
              variations=UI.variations, temperature=UI.temperature, top_k=UI.top_k, top_p=UI.top_p,
              greedy_mix=UI.greedy_mix, repetition_penalty=UI.repetition_penalty, random_seed=True,
              seed=UI.seed, tempo=UI.tempo, soundfont=FIRST_SOUNDFONT, history=None,
-             progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+             request: gr.Request = None, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
     """Continue the seed MIDI (None: compose from scratch) and render every variation."""
     form = {k: v for k, v in locals().items() if k in SETTINGS}  # the API names its parameters
+    with logic.one_job_per_session(request and request.session_hash):
+        return compose_and_show(seed_midi, form, history, progress)
+
+
+def compose_and_show(seed_midi, form: dict, history, progress) -> list:
+    """One request's outputs: the seed used, the status, each variation's slot, the history."""
     with logic.user_errors():
         result = run(seed_midi, form, progress)
     history = history or logic.History()
@@ -111,13 +118,26 @@ def generate(seed_midi=None, style=UI.style, seed_bars=UI.seed_bars, bars=UI.bar
     return [result.random_seed, result.status, *variation_values(result), history]
 
 
-def continue_from(choice, *form_and_history, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+def continue_from(choice, *form_and_history, request: gr.Request = None,
+                  progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
     """Make the chosen variation the new seed and continue it with the form's settings."""
-    *form, history = form_and_history
+    *values, history = form_and_history
     if history is None or history.current is None:
         raise gr.Error("Generate something first, then continue from it.")
     chosen = history.chosen(choice)
-    return [str(chosen.midi), *generate(str(chosen.midi), *form, history=history, progress=progress)]
+    with logic.one_job_per_session(request and request.session_hash):
+        outputs = compose_and_show(str(chosen.midi), dict(zip(SETTINGS, values)), history, progress)
+    return [str(chosen.midi), *outputs]
+
+
+def make_wav(slot: int, history, soundfont=FIRST_SOUNDFONT):
+    """Write the WAV of one variation (on request: WAV is most of a result's bytes) and list it."""
+    if history is None or history.current is None or slot >= len(history.current.variations):
+        raise gr.Error("Generate something first.")
+    v = history.current.variations[slot]
+    with logic.user_errors("writing the WAV"):
+        logic.make_wav(v, SOUNDFONTS.get(soundfont))
+    return v.downloads()
 
 
 def undo(history):
@@ -128,21 +148,21 @@ def undo(history):
     return [result.seed_midi, result.random_seed, status, *variation_values(result), history]
 
 
-def classify(path: str | None):
+def classify(path: str | None, request: gr.Request = None):
     """Which composer an uploaded recording or MIDI sounds like: class probabilities and a verdict."""
     if not path:
         raise gr.Error("Upload a recording (.wav, .mp3, .ogg, .flac) or a MIDI file first.")
-    with logic.user_errors("analyzing"):
+    with logic.one_job_per_session(request and request.session_hash), logic.user_errors("analyzing"):
         result = classify_file(path, load_classifier())
     return result["probabilities"], f"**{Path(path).name}** {sounds_like(result, k=3)}"
 
 
 def send_to_analyze(choice, history):
-    """Put the chosen variation (its WAV; its MIDI if it has no notes) in the Analyze tab and open it."""
+    """Put the chosen variation's MIDI in the Analyze tab (rendered there as the critic was trained)
+    and open it."""
     if history is None or history.current is None:
         raise gr.Error("Generate something first, then analyze it.")
-    chosen = history.chosen(choice)
-    return str(chosen.wav or chosen.midi), gr.Tabs(selected="analyze")
+    return str(history.chosen(choice).midi), gr.Tabs(selected="analyze")
 
 
 def show_layout(history):
@@ -177,30 +197,28 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                     style = gr.Dropdown(GENERATOR.styles, value=UI.style, label="Style (composer)",
                                         info="steers both continuations and from-scratch pieces")
                     with gr.Row():
-                        bars = gr.Slider(1, 64, value=UI.bars, step=1, label="New bars", elem_id="bars")
-                        seed_bars = gr.Slider(0, 32, value=UI.seed_bars, step=1, label="Seed bars to use",
-                                              info="the seed's last N bars; 0 = all")
-                    variations = gr.Slider(1, N, value=UI.variations, step=1, label="Variations",
-                                           elem_id="variations")
+                        bars = logic.slider("bars", value=UI.bars, elem_id="bars")
+                        seed_bars = logic.slider("seed_bars", value=UI.seed_bars,
+                                                        info="the seed's last N bars; 0 = all")
+                    variations = logic.slider("variations", value=UI.variations, elem_id="variations")
                     with gr.Accordion("Sampling", open=False):
-                        temperature = gr.Slider(
-                            0, 2, value=UI.temperature, step=0.05, label="Temperature",
+                        temperature = logic.slider(
+                            "temperature", value=UI.temperature,
                             info="lower: safer; higher: wilder; 0: always the likeliest note")
                         with gr.Row():
-                            top_k = gr.Slider(0, 100, value=UI.top_k, step=1, label="Top-k", info="0 = off")
-                            top_p = gr.Slider(0.05, 1, value=UI.top_p, step=0.01, label="Top-p")
+                            top_k = logic.slider("top_k", value=UI.top_k, info="0 = off")
+                            top_p = logic.slider("top_p", value=UI.top_p, step=0.01)
                         with gr.Row():
-                            greedy_mix = gr.Slider(0, 1, value=UI.greedy_mix, step=0.05, label="Greedy mix")
-                            repetition_penalty = gr.Slider(0.5, 2, value=UI.repetition_penalty, step=0.05,
-                                                           label="Repetition penalty")
+                            greedy_mix = logic.slider("greedy_mix", value=UI.greedy_mix)
+                            repetition_penalty = logic.slider("repetition_penalty",
+                                                                     value=UI.repetition_penalty)
                     with gr.Accordion("Random seed, tempo and sound", open=False):
                         with gr.Row():
                             random_seed = gr.Checkbox(value=True, label="Random seed",
                                                       info="untick to reproduce a result")
-                            seed = gr.Number(value=UI.seed, precision=0, label="Seed")
+                            seed = logic.number("seed", value=UI.seed, precision=0)
                         with gr.Row():
-                            tempo = gr.Number(value=UI.tempo, label="Tempo override (BPM)",
-                                              info="0 = keep the seed's")
+                            tempo = logic.number("tempo", value=UI.tempo, info="0 = keep the seed's")
                             soundfont = gr.Dropdown(list(SOUNDFONTS), value=FIRST_SOUNDFONT,
                                                     label="Soundfont")
                     generate_btn = gr.Button("Compose", variant="primary", size="lg", elem_id="compose")
@@ -221,8 +239,13 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                                 sheet = gr.HTML(label="Sheet music", show_label=True, container=True,
                                                 max_height=460, elem_classes="result-sheet",
                                                 js_on_load=None)
-                                files = gr.File(label="Download: MIDI, WAV, MusicXML", file_count="multiple",
-                                                interactive=False, elem_classes="result-files")
+                                files = gr.File(label="Download: MIDI, MusicXML (MP3: the player's menu)",
+                                                file_count="multiple", interactive=False,
+                                                elem_classes="result-files")
+                                wav_btn = gr.Button("Make a WAV to download", size="sm",
+                                                    elem_classes="result-wav")
+                                wav_btn.click(make_wav, [gr.State(i), history, soundfont], files,
+                                              api_visibility="private")
                                 slots += [audio, roll, sheet, files, style_line]
                     with gr.Row(equal_height=True):
                         continue_choice = gr.Radio(["1"], value="1", label="Continue from variation",
@@ -263,7 +286,12 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
     gr.on([seed_file.change, bars.change, tempo.change], logic.describe_seed,
           [seed_file, bars, tempo], seed_info, queue=False, show_progress="hidden", api_visibility="private")
 
-demo.queue(default_concurrency_limit=4)  # generation is batched and rendering threads; 4 keeps CPUs busy
+# Beyond CONCURRENT_JOBS running and MAX_QUEUE waiting, a request is told at once that the app is
+# busy; a second request from a session whose first still runs is turned away by its handler.
+demo.queue(default_concurrency_limit=logic.CONCURRENT_JOBS, max_size=logic.MAX_QUEUE)
 
 if __name__ == "__main__":
-    demo.launch(max_file_size=MAX_UPLOAD_BYTES, theme=gr.themes.Soft(), css=CSS)
+    # show_error: Gradio's own refusals before a handler runs (a seed path that was never uploaded,
+    # a malformed API payload) reach the caller as a sentence instead of nothing; every handler
+    # turns its own failures into a user's sentence (logic.user_errors), so no traceback leaks
+    demo.launch(max_file_size=MAX_UPLOAD_BYTES, theme=gr.themes.Soft(), css=CSS, show_error=True)

@@ -17,6 +17,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ..
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        elif isinstance(f.default, tuple):  # several values after one flag: --data A B C
+            parser.add_argument(flag, nargs="+", type=str, default=f.default,
+                                help=f"default: {' '.join(f.default) or '(none)'}")
         else:
             parser.add_argument(flag, type=type(f.default), default=f.default, help=f"default: {f.default}")
 
@@ -40,3 +43,22 @@ def restore(cls, saved: dict, retired: dict[str, object] | None = None):
         raise MusicgenError(f"this saved config sets {key}={value!r}, an option this version no longer "
                             "has; use the git tag v0.1-experiments to load it")
     return cls(**{k: v for k, v in saved.items() if k in names})
+
+
+def check_number(name: str, value, lo: float, hi: float, whole: bool = False, also: tuple = ()):
+    """`value` as a finite number from lo to hi (an int where `whole`; a value in `also` passes as
+    is), else MusicgenError naming the setting and its range: NaN, infinities, None and strings
+    from an API client get a sentence, never a traceback or a silent pass (NaN fails every <)."""
+    if value in also and not isinstance(value, bool):
+        return value
+    kind = "a whole number" if whole else "a number"
+    allowed = f"{kind} from {_plain(lo)} to {_plain(hi)}" + "".join(f" (or {_plain(a)})" for a in also)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) or hasattr(value, "dtype")
+    if not number or not lo <= float(value) <= hi or whole and float(value) != int(value):
+        raise MusicgenError(f"{name} must be {allowed}, not {value!r}")
+    return int(value) if whole else float(value)
+
+
+def _plain(x: float) -> str:
+    """4294967295, 0.05, 20: numbers as a person writes them."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"

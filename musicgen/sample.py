@@ -17,12 +17,14 @@ import torch
 
 from musicgen import tokenizer as tk
 from musicgen.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from musicgen.config import check_number
 from musicgen.device import pick_device
 from musicgen.draw import NO_IDS, draw
 from musicgen.errors import MusicgenError
 from musicgen.model import GRUStep
 
 MAX_SEED_TOKENS = 16384  # about 4,500 notes; longer seeds keep their last bars only
+MAX_SEED_NOTES = 6000  # a seed is cut to the bars of its last 6,000 notes before it is even tokenized
 MAX_TOKENS_PER_BAR = 512  # a bar this dense is forced to end: generation always terminates
 MAX_BARS = 256
 MAX_SILENT_BARS = 4  # a longer rest inside a seed is cut to this; a 4.6-hour one would be 8,000 bars
@@ -46,21 +48,27 @@ class SampleConfig:
     tempo: float = 0.0  # override the tempo (quarter notes per minute); 0: keep
 
     def __post_init__(self):
-        """Reject settings that cannot work, with a message saying what can (the style is checked
-        against the checkpoint's styles by check_config)."""
-        lo, hi = TEMPO_OVERRIDE_RANGE
-        if not 1 <= self.bars <= MAX_BARS:
-            raise MusicgenError(f"bars must be between 1 and {MAX_BARS}")
-        if not 1 <= self.variations <= MAX_VARIATIONS:
-            raise MusicgenError(f"variations must be between 1 and {MAX_VARIATIONS}")
-        if not 0 < self.top_p <= 1 or not self.top_k >= 0 or not 0 <= self.greedy_mix <= 1:
-            raise MusicgenError("top-p must be in (0, 1], top-k >= 0, greedy mix in [0, 1]")
-        if not 0 <= self.temperature <= 10:
-            raise MusicgenError("temperature must be between 0 and 10")
-        if self.tempo and not lo <= self.tempo <= hi:
-            raise MusicgenError(f"tempo must be between {lo:g} and {hi:g} quarter notes per minute")
-        if not self.seed_bars >= 0 or not self.repetition_penalty > 0 or not self.repetition_window >= 1:
-            raise MusicgenError("seed bars must be >= 0, the repetition penalty > 0 and its window >= 1")
+        """Reject settings that cannot work, with a sentence naming the setting and its range (the
+        style is checked against the checkpoint's styles by check_config)."""
+        for name, (lo, hi, whole, *also) in LIMITS.items():
+            setattr(self, name, check_number(name.replace("_", "-"), getattr(self, name), lo, hi, whole,
+                                             tuple(also)))
+
+
+# what SampleConfig accepts: field: (lowest, highest, whole number?, values allowed besides)
+LIMITS = {
+    "bars": (1, MAX_BARS, True),
+    "seed_bars": (0, 100_000, True),
+    "temperature": (0, 10, False),
+    "top_k": (0, 100_000, True),
+    "top_p": (0.01, 1, False),
+    "greedy_mix": (0, 1, False),
+    "repetition_penalty": (0.1, 10, False),
+    "repetition_window": (1, 4096, True),
+    "variations": (1, MAX_VARIATIONS, True),
+    "seed": (0, 2**32 - 1, True),
+    "tempo": (*TEMPO_OVERRIDE_RANGE, False, 0),  # 0 keeps the seed's tempo
+}
 
 
 @dataclass
@@ -195,7 +203,14 @@ class Generator:
     def seed_tokens(self, seed, seed_bars: int = 0) -> tuple[list[int], list[str]]:
         """Token ids of a seed (path, bytes or Score), trimmed to its last bars where asked."""
         notes = []
-        score = seed if isinstance(seed, symusic.Score) else tk.read_midi(seed)
+        score = tk.read_midi(seed)
+        onsets = np.sort(np.concatenate([t.notes.numpy()["time"] for t in score.tracks
+                                         if len(t.notes) and not t.is_drum] or [np.zeros(0, np.int64)]))
+        long = len(onsets) > MAX_SEED_NOTES  # only the last bars can prime: read no more than them
+        if long:
+            first = int(onsets[-MAX_SEED_NOTES])
+            starts = tk.bar_starts(score, first + 1)
+            score = clip_from(score, int(starts[starts <= first][-1]))
         score = tk.prepare(score)
         if score.note_num() == 0:
             raise MusicgenError("the seed has no playable piano notes (drum tracks are ignored); "
@@ -210,10 +225,11 @@ class Generator:
         ids = tk.encode(self.tokenizer, score)
         if len(ids) > MAX_SEED_TOKENS:
             bars = [i for i, t in enumerate(ids) if t == self.grammar.bar_id]
-            cut = next((b for b in bars if len(ids) - b <= MAX_SEED_TOKENS), bars[-1])
-            notes.append(f"the seed was long: only its last {sum(1 for b in bars if b >= cut)} "
-                         f"bars primed the model")
-            ids = ids[cut:]
+            ids = ids[next((b for b in bars if len(ids) - b <= MAX_SEED_TOKENS), bars[-1]):]
+            long = True
+        if long:
+            kept = sum(1 for t in ids if t == self.grammar.bar_id)
+            notes.append(f"the seed was long: only its last {kept} bars primed the model")
         return ids, notes
 
     @torch.no_grad()
@@ -305,7 +321,7 @@ def pick(logits: np.ndarray, allowed: list[np.ndarray], banned: list[np.ndarray]
 
 def check_config(cfg: SampleConfig, styles: list[str]) -> None:
     """The one check SampleConfig cannot make alone: the style must be one the checkpoint knows."""
-    if cfg.style not in styles:
+    if not isinstance(cfg.style, str) or cfg.style not in styles:
         raise MusicgenError(f"unknown style {cfg.style!r}; choose one of: {', '.join(styles)}")
 
 

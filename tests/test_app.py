@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,21 +31,25 @@ PER_SLOT = 5
 
 
 @contextmanager
-def launched_app(timeout_s: float = 120):
-    """Run `python app.py` on a free localhost port; yield its URL; stop it afterwards."""
+def launched_app(timeout_s: float = 120, **env_vars: str):
+    """Run `python app.py` on a free localhost port (with env_vars set); yield its URL; stop it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           "GRADIO_ANALYTICS_ENABLED": "False", **env_vars}
+    # the log goes to a file, never a pipe nobody reads: Gradio prints a traceback for every
+    # refused request, and a full 64 KB pipe would block the server after some 30 of them
+    log = tempfile.NamedTemporaryFile("w+", prefix="app-", suffix=".log")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited early:\n{proc.stdout.read()}")
+                log.seek(0)
+                raise RuntimeError(f"app.py exited early:\n{log.read()}")
             try:
                 if httpx.get(url, timeout=2).status_code == 200:
                     break
@@ -60,6 +65,7 @@ def launched_app(timeout_s: float = 120):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +93,7 @@ def assert_good(result, variations: int = 1) -> symusic.Score:
             assert Path(audio).suffix == ".mp3" and Path(audio).stat().st_size > 1000
             assert Path(roll).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert "<svg" in sheet
-            assert sorted(Path(f).suffix for f in files) == [".mid", ".musicxml", ".wav"]
+            assert sorted(Path(f).suffix for f in files) == [".mid", ".musicxml"]  # WAV: on request
             assert re.fullmatch(r"Sounds like: \w+ \d+%, \w+ \d+%", style), style
         else:
             assert audio is None and roll is None and not sheet and not files and not style
@@ -143,9 +149,9 @@ def test_bad_seed_gets_a_clear_error_and_the_app_keeps_serving(client, tmp_path,
 
 
 @pytest.mark.parametrize("settings, words", [
-    ({"tempo": 5000}, "tempo must be between"),
+    ({"tempo": 5000}, r"Tempo override \(BPM\) \(tempo\) must be a number from 20 to 400 \(or 0\), not 5000"),
     ({"style": "nobody"}, "Value: nobody is not in the list of choices"),
-    ({"bars": 100000}, "greater than maximum"),
+    ({"bars": 100000}, r"New bars \(bars\) must be a whole number from 1 to 64, not 100000"),
     ({"soundfont": "nope"}, "not in the list of choices"),
 ], ids=["absurd-tempo", "unknown-style", "absurd-bars", "unknown-soundfont"])
 def test_bad_settings_get_a_clear_error_and_the_app_keeps_serving(client, settings, words):
@@ -168,13 +174,23 @@ def test_upload_far_over_the_cap_is_refused(client, tmp_path):
     assert_good(client.predict(handle_file(EXAMPLE), **QUICK))
 
 
-def test_eight_concurrent_requests_all_get_results(client):
-    jobs = [client.submit(handle_file(EXAMPLE), seed=i, **{**QUICK, "random_seed": False}) if i % 2
-            else client.submit(None, seed=i, **SCRATCH) for i in range(8)]
+def test_eight_users_at_once_all_get_results(client):
+    users = [Client(client.src, verbose=False) for _ in range(8)]  # 2 composing, 6 in the queue
+    jobs = [u.submit(handle_file(EXAMPLE), seed=i, **{**QUICK, "random_seed": False}) if i % 2
+            else u.submit(None, seed=i, **SCRATCH) for i, u in enumerate(users)]
     results = [job.result(timeout=240) for job in jobs]
     for i, result in enumerate(results):
         assert_good(result)
         assert result[0] == i
+
+
+def test_a_second_request_from_a_busy_session_is_turned_away_and_the_first_completes(client):
+    first = client.submit(handle_file(EXAMPLE), **{**QUICK, "bars": 16, "variations": 2})
+    while first.status().code.name in ("STARTING", "JOINING_QUEUE", "QUEUE_FULL", "IN_QUEUE", "SENDING_DATA"):
+        time.sleep(0.05)  # until it is being processed
+    with pytest.raises(AppError, match="previous request is still being composed"):
+        client.predict(handle_file(EXAMPLE), **QUICK)
+    assert_good(first.result(timeout=120), variations=2)
 
 
 def test_classify_returns_probabilities_over_the_classes_for_an_example_midi(client):
@@ -203,3 +219,75 @@ def test_length_estimate_is_a_range_when_the_model_picks_the_tempo():
     assert "≈ **32 s** of new music (16 bars)" in describe_seed(None, 16, tempo=120)
     seed = sorted((Path(__file__).parent.parent / "assets" / "examples").glob("*.mid"))[0]
     assert "–" not in describe_seed(seed, 8).split("≈")[1]  # the seed's tempo: one figure
+
+
+# ---- hostile use through the API (issue 18) ---------------------------------------------------
+
+API_ORDER = ["seed_midi", "style", "seed_bars", "bars", "variations", "temperature", "top_k", "top_p",
+             "greedy_mix", "repetition_penalty", "random_seed", "seed", "tempo", "soundfont"]
+NUMERIC = {"seed_bars": "Seed bars to use", "bars": "New bars", "variations": "Variations",
+           "temperature": "Temperature", "top_k": "Top-k", "top_p": "Top-p", "greedy_mix": "Greedy mix",
+           "repetition_penalty": "Repetition penalty", "seed": "Seed", "tempo": r"Tempo override \(BPM\)"}
+
+
+def raw_generate(url: str, **settings) -> tuple[str, dict]:
+    """(SSE event, its data) of /generate called over plain HTTP: JSON may carry NaN and Infinity
+    there, which gradio_client refuses to send."""
+    defaults = {"seed_midi": None, "style": "any", "seed_bars": 0, "bars": 2, "variations": 1,
+                "temperature": 0.9, "top_k": 0, "top_p": 0.9, "greedy_mix": 0.0, "repetition_penalty": 1.0,
+                "random_seed": False, "seed": 0, "tempo": 0, "soundfont": "fluidr3-grand-piano"}
+    data = [{**defaults, **settings}[k] for k in API_ORDER]
+    r = httpx.post(f"{url}gradio_api/call/generate", content=json.dumps({"data": data}),
+                   headers={"content-type": "application/json"}, timeout=30)
+    r.raise_for_status()
+    lines = httpx.get(f"{url}gradio_api/call/generate/{r.json()['event_id']}", timeout=120).text.split("\n")
+    event = next(x for x in lines if x.startswith("event:")).split(": ", 1)[1]
+    return event, json.loads(next(x for x in lines if x.startswith("data:")).split(": ", 1)[1])
+
+
+@pytest.mark.parametrize("field", list(NUMERIC))
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), None, "8"],
+                         ids=["nan", "inf", "none", "string"])
+def test_every_numeric_field_refuses_nan_inf_none_and_strings_with_its_name_and_range(client, field, value):
+    event, data = raw_generate(client.src, **{field: value})
+    assert event == "error"
+    assert re.fullmatch(rf"{NUMERIC[field]} \({field}\) must be a (whole )?number from [\d.]+ to [\d.]+"
+                        r"( \(or 0\))?, not .+", data["error"]), data["error"]
+
+
+def test_a_seed_path_that_was_never_uploaded_is_told_so(client):
+    outside = {"path": str(EXAMPLE.resolve().parent.parent / "model" / "config.json"),
+               "meta": {"_type": "gradio.FileData"}}
+    event, data = raw_generate(client.src, seed_midi={**outside, "path": "/etc/hostname.mid"})
+    assert event == "error" and "was not uploaded by a user" in data["error"]
+    assert raw_generate(client.src)[0] == "complete"  # and the app serves the next request
+
+
+def test_one_note_after_hours_of_rest_is_continued_from_a_few_bars(client, tmp_path):
+    seed = make_score([(46 * 3600 * 2 // 10, 1, 60, 80)])  # 4.6 hours of rest, then one note
+    result = client.predict(handle_file(write_score(seed, tmp_path / "rest.mid")), **{**QUICK, "bars": 8})
+    score = assert_good(result)
+    assert "8276 silent bars of the seed were left out" in result[1]
+    assert score.end() / score.tpq < 4 * (6 + 8 + 1)  # five seed bars and the new ones, not 8,000
+
+
+def test_a_wav_is_written_only_when_asked_for(client):
+    result = client.predict(handle_file(EXAMPLE), **QUICK)
+    files = result[2 + 3]
+    assert not any(str(f).endswith(".wav") for f in files)
+    # the page's "Make a WAV" button is a private event; the library call behind it is what it runs
+    from musicgen import app_logic
+    from musicgen.app_logic import Variation
+
+    shown = symusic.Score(str(next(f for f in files if str(f).endswith(".mid"))))
+    v = Variation(midi=Path(files[0]).parent / "wav-test.mid", shown=shown)
+    wav = app_logic.make_wav(v, None)
+    assert wav.read_bytes()[:4] == b"RIFF" and v.downloads()[-1] == str(wav)
+
+
+def test_analyze_one_three_hour_note_answers_and_the_app_keeps_serving(client, tmp_path):
+    note = make_score([(0, 3 * 3600 * 2, 60, 80)])  # held for three hours at 120 BPM
+    path = write_score(note, tmp_path / "long.mid")
+    label, verdict = client.predict(handle_file(path), api_name="/classify")
+    assert len(label["confidences"]) > 1 and "sounds like" in verdict
+    assert_good(client.predict(handle_file(EXAMPLE), **QUICK))

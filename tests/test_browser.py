@@ -121,5 +121,5 @@ def test_send_to_analyze_classifies_the_chosen_variation(page):
     page.get_by_role("tab", name="Compose").click()
     expect(page.locator("#variation-1 .prose.result-style")).to_contain_text("Sounds like:")
     page.locator("#send-to-analyze").click()
-    expect(page.locator("#verdict")).to_contain_text("joplin-maple-leaf-rag-v1.wav sounds like:")
+    expect(page.locator("#verdict")).to_contain_text("joplin-maple-leaf-rag-v1.mid sounds like:")
     expect(page.locator("#analyze")).to_be_visible()  # the Analyze tab is open

@@ -25,7 +25,7 @@ def test_model_defaults_are_the_shipped_model():
 def test_train_defaults_are_the_shipped_first_stage():
     shipped = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())["train"]
     # the shipped run was resumed once at half the rate (README "Training"); the rest is the default
-    differs = {k for k, v in vars(TrainConfig()).items() if shipped[k] != v}
+    differs = {k for k, v in vars(TrainConfig()).items() if shipped.get(k, v) != v}  # newer fields: off
     assert differs == {"data", "out", "lr", "max_minutes", "resume"}
 
 

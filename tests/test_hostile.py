@@ -1,0 +1,123 @@
+"""Hostile and careless input, in the library: every file gets one clear sentence or a bounded
+result, never a parser's internals, an hour-long buffer or a traceback."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from conftest import make_score
+
+from musicgen import tokenizer as tk
+from musicgen.errors import MusicgenError
+from musicgen.sample import MAX_SEED_NOTES, MAX_SILENT_BARS, Generator, SampleConfig
+
+TPQ = 480
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return kind + struct.pack(">I", len(data)) + data
+
+
+def vlq(n: int) -> bytes:
+    """A MIDI variable-length quantity."""
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    return bytes(reversed(out))
+
+
+def midi(events: bytes = b"\x00\x90\x3c\x40" + vlq(TPQ) + b"\x80\x3c\x00", division: int = TPQ,
+         header_extra: bytes = b"") -> bytes:
+    """A type-0 MIDI file of one track holding `events` (and its end-of-track)."""
+    header = chunk(b"MThd", struct.pack(">HHH", 0, 1, division) + header_extra)
+    return header + chunk(b"MTrk", events + b"\x00\xff\x2f\x00")
+
+
+def note_after(rest_ticks: int, length_ticks: int = TPQ) -> bytes:
+    return vlq(rest_ticks) + b"\x90\x3c\x40" + vlq(length_ticks) + b"\x80\x3c\x00"
+
+
+HOURS = 3600 * 2 * TPQ  # ticks in an hour at the default 120 quarter notes a minute
+
+
+def test_a_longer_header_is_read_as_the_spec_allows():
+    score = tk.read_midi(midi(header_extra=b"\x00\x00\x00\x00"))  # MThd of length 10
+    assert score.tpq == TPQ and score.note_num() == 1
+
+
+@pytest.mark.parametrize("data, words", [
+    (midi(division=0), "time division is 0 ticks per quarter note"),
+    (midi(division=0xE728), "SMPTE frames"),
+    (midi()[:20], "damaged or cut short"),
+    (midi()[:14] + b"MTrk" + struct.pack(">I", 10**6) + b"\x00\x90\x3c\x40", "damaged or cut short"),
+    (midi(b"\xff\xff\xff\xff\xff\x90\x3c\x40"), "damaged or cut short"),  # a 5-byte delta time
+    (b"MThd\x00\x00\x00\x02\x00", "header is cut short"),
+], ids=["division-0", "smpte", "truncated", "false-chunk-length", "five-byte-delta", "short-header"])
+def test_broken_files_get_one_sentence_without_the_parser_internals(data, words):
+    with pytest.raises(MusicgenError, match=words) as err:
+        tk.read_midi(data)
+    assert "iostream" not in str(err.value) and "MiniMidi" not in str(err.value)
+
+
+def test_impossible_meters_and_zero_tempos_are_dropped():
+    # a time signature 4/2^255 (denominator 0 in 8 bits) and a tempo of 0 microseconds a quarter
+    score = tk.read_midi(midi(b"\x00\xff\x58\x04\x04\xff\x18\x08\x00\xff\x51\x03\x00\x00\x00"
+                              + note_after(0)))
+    assert list(score.time_signatures) == [] and list(score.tempos) == []
+    assert score.note_num() == 1
+
+
+def test_hours_of_silence_in_a_seed_are_cut_to_a_few_bars_with_a_note():
+    gen = Generator()
+    seed = tk.read_midi(midi(note_after(46 * HOURS // 10)))  # one note after 4.6 hours of rest (8,280 bars)
+    ids, notes = gen.seed_tokens(seed)
+    bar_id = gen.grammar.bar_id
+    assert ids.count(bar_id) == MAX_SILENT_BARS + 1  # four silent bars, then the note's
+    assert notes == [f"8276 silent bars of the seed were left out (no more than {MAX_SILENT_BARS} in a row "
+                     "are kept)"]
+
+
+def test_silent_runs_keep_their_length_up_to_the_limit_and_meters_survive():
+    notes = [(0, 1, 60, 80), (4 * 3, 1, 62, 80), (4 * 20, 1, 64, 80)]  # gaps of 2 and 16 empty bars
+    score = make_score(notes, time_sig=(4, 4))
+    out, removed = tk.drop_silent_bars(score, MAX_SILENT_BARS)
+    assert removed == 16 - MAX_SILENT_BARS
+    starts = [n.time // (4 * TPQ) for n in out.tracks[0].notes]
+    assert starts == [0, 3, 3 + MAX_SILENT_BARS + 1]  # the short gap kept, the long one cut to 4
+    assert [(t.numerator, t.denominator) for t in out.time_signatures] == [(4, 4)]
+
+
+def test_a_huge_seed_is_cut_to_its_last_bars_before_it_is_tokenized():
+    rng = np.random.default_rng(0)
+    notes = [(i / 4, 0.25, int(p), 70) for i in range(MAX_SEED_NOTES) for p in rng.choice(48, 2) + 36]
+    gen = Generator()
+    ids, notes_out = gen.seed_tokens(make_score(notes))
+    assert len(ids) <= 16384 and notes_out[0].startswith("the seed was long: only its last")
+    assert int(notes_out[0].split("last ")[1].split()[0]) == ids.count(gen.grammar.bar_id)
+
+
+def test_audio_is_rendered_for_at_most_the_cap_and_long_notes_end_there():
+    from musicgen.render import render_audio
+
+    score = tk.read_midi(midi(b"\x00\x90\x3c\x40" + vlq(3 * HOURS) + b"\x80\x3c\x00"))  # one 3-hour note
+    audio = render_audio(score, sample_rate=8000, max_seconds=30.0)
+    assert audio.shape == (round((30.0 + 0.8) * 8000), 2)  # the cap and the tail, not three hours
+
+
+def test_a_file_whose_music_starts_after_the_cap_is_told_so():
+    from musicgen.render import render_audio
+
+    with pytest.raises(MusicgenError, match="first note comes after 1 minutes"):
+        render_audio(tk.read_midi(midi(note_after(HOURS))), sample_rate=8000, max_seconds=60.0)
+
+
+@pytest.mark.parametrize("field", ["bars", "temperature", "top_p", "seed", "tempo", "variations"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), None, "8"],
+                         ids=["nan", "inf", "none", "string"])
+def test_every_number_refuses_nan_inf_none_and_strings_by_name(field, value):
+    with pytest.raises(MusicgenError, match=rf"^{field.replace('_', '-')} must be a (whole )?number from"):
+        SampleConfig(**{field: value})
