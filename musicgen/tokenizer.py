@@ -24,6 +24,13 @@ NUM_TEMPOS = 32
 TEMPO_RANGE = (40, 250)
 POSITIONS_PER_BEAT = 8  # REMI positions per time-signature beat (max of BEAT_RES)
 MAX_DURATION_BEATS = max(hi for _, hi in BEAT_RES)  # the longest Duration token: 12 beats
+# {denominator: numerators}: every meter the five corpora use (scripts/scan_meters.py) and MidiTok's
+# defaults. MidiTok drops a meter it lacks and counts the following bars in the meter before, so
+# downbeats drift. REMI has 8 positions per beat of the meter (the denominator's note), so a bar is
+# numerator * 8 positions whatever the denominator; 48/32 (a cadenza in Liszt's Don Juan) makes 384.
+TIME_SIGNATURE_RANGE = {2: [1, 2, 3, 4], 4: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15],
+                        8: [2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 16, 21],
+                        16: [3, 4, 6, 9, 12, 13, 14, 15, 17, 18, 19, 20, 21, 28], 32: [11, 36, 37, 44, 48]}
 ANY_STYLE = "any"
 PREPARE_VERSION = "1"  # bump when prepare() changes, so cached corpora are rebuilt
 MAX_MIDI_BYTES = 4_000_000  # larger files are not piano pieces a user means to continue
@@ -38,7 +45,8 @@ def style_token(style: str) -> str:
 
 
 def make_tokenizer(styles: list[str]) -> REMI:
-    """A fresh REMI tokenizer whose vocabulary holds one style token per composer."""
+    """A fresh REMI tokenizer whose vocabulary holds one style token per composer and every meter
+    of TIME_SIGNATURE_RANGE (a saved tokenizer.json loads with the meters it was made with)."""
     names = sorted({s for s in styles if s != ANY_STYLE})
     config = TokenizerConfig(
         pitch_range=PITCH_RANGE,
@@ -50,6 +58,7 @@ def make_tokenizer(styles: list[str]) -> REMI:
         log_tempos=True,  # rubato is relative: equal ratios deserve equal steps
         delete_equal_successive_tempo_changes=True,
         use_time_signatures=True,
+        time_signature_range=TIME_SIGNATURE_RANGE,
         use_programs=False,
         special_tokens=["PAD", style_token(ANY_STYLE)] + [style_token(s) for s in names],
     )

@@ -2,6 +2,8 @@
 
 Runs on CPU or CUDA (bf16 autocast there); several GPUs through `torchrun` (DDP).
 Every run writes its config, split, loss curve (CSV + PNG) and best/last checkpoints.
+Batches are random windows of the training pieces, or (--carry-state) consecutive windows of
+whole pieces with the GRU's hidden state carried from one step to the next.
 """
 
 from __future__ import annotations
@@ -25,12 +27,25 @@ from musicgen.errors import MusicgenError
 from musicgen.evaluate import split_metrics
 from musicgen.model import GRULM, ModelConfig, count_params
 
-ATTRIBUTION = "Bernd Krueger, piano-midi.de (CC BY-SA 3.0 DE)"
+# {corpus folder: (credit, licences of its files)}, from each corpus's ATTRIBUTION.md
+CORPORA = {
+    "piano-midi-de": ("Bernd Krueger, piano-midi.de", ("CC BY-SA 3.0 DE",)),
+    "piano-midi-de-extra": ("Bernd Krueger, piano-midi.de (via cheriell/ClassicalPianoMIDI-dataset)",
+                            ("CC BY-SA 3.0 DE",)),
+    "mutopia": ("MIDI rendered from Mutopia Project LilyPond editions (mutopiaproject.org), typeset by "
+                "the volunteers named in its manifest.csv; licences per piece as listed there",
+                ("Public Domain", "CC BY 2.5", "CC BY 3.0", "CC BY 4.0", "CC BY-SA 2.5", "CC BY-SA 3.0",
+                 "CC BY-SA 4.0")),
+    "giantmidi-piano": ("GiantMIDI-Piano, Qiuqiang Kong, Bochen Li, Jitong Chen and Yuxuan Wang (2020), "
+                        "arXiv:2010.07061; 36 files selected, not changed", ("CC BY 4.0",)),
+    "pop909": ("POP909, Ziyu Wang, Ke Chen, Junyan Jiang, Yiyi Zhang, Maoran Xu, Shuqi Dai, Guxian Bin "
+               "and Gus Xia, ISMIR 2020; Copyright (c) 2020 Music X Lab", ("MIT",)),
+}
 
 
 @dataclass
 class TrainConfig:
-    data: str = ""  # folder of MIDI files, composer = first folder level; empty: music21's corpus
+    data: tuple[str, ...] = ()  # corpus folders (composer = first folder level); none: music21's corpus
     out: str = "runs/latest"  # run folder: checkpoints, curves, split, config
     seq_len: int = 256  # tokens per training window (truncated backprop length)
     batch_size: int = 32  # windows per step (per GPU under torchrun)
@@ -49,10 +64,16 @@ class TrainConfig:
     resume: bool = False  # continue from OUT/last
     half: bool = True  # store weights as fp16 (half the size; sampling upcasts)
     threads: int = 1  # CPU threads for torch; 0: its default. 1 wins on a busy 2-core machine (shipped)
+    # pop909 is 50 of the 92 training hours (51% of the tokens) but one style of 79; at 0.25 it is 13 of
+    # 54 hours drawn (20% of the tokens): still the largest style, no longer the majority
+    corpus_weights: tuple[str, ...] = ("pop909=0.25",)  # CORPUS=W: its windows drawn W times as often
+    carry_state: bool = False  # windows follow each other through whole pieces, hidden state carried
 
     def __post_init__(self):
         """Checked before the corpus is read, so a bad flag costs nothing."""
         pick_device(self.device)
+        self.data = (self.data,) if isinstance(self.data, str) and self.data else tuple(self.data or ())
+        self.corpus_weights = tuple(self.corpus_weights)
         if min(self.seq_len, self.batch_size, self.epochs) < 1 or not self.lr > 0:
             raise MusicgenError("--seq-len, --batch-size and --epochs must be at least 1, --lr above 0")
         if min(self.patience, self.lr_patience, self.steps_per_epoch, self.threads, self.transpose) < 0 \
@@ -61,6 +82,21 @@ class TrainConfig:
                                 "--max-minutes must be at least 0, --grad-clip above 0")
         if not 0 <= self.style_dropout <= 1:
             raise MusicgenError(f"--style-dropout is a share in [0, 1], not {self.style_dropout}")
+        self.weights()
+
+    def weights(self) -> dict[str, float]:
+        """{corpus folder name: draw weight} from --corpus-weights (a corpus not named weighs 1)."""
+        out = {}
+        for item in self.corpus_weights:
+            name, _, value = item.rpartition("=")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                out[name] = float("nan")
+            if not name or not out[name] >= 0:
+                raise MusicgenError(f"--corpus-weights takes CORPUS=WEIGHT with a weight of 0 or more, "
+                                    f"not {item!r}")
+        return out
 
 
 def train(tcfg: TrainConfig, mcfg: ModelConfig) -> Path:
@@ -80,10 +116,10 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig) -> Path:
         torch.set_num_threads(tcfg.threads)
     torch.manual_seed(tcfg.seed)
     out = Path(tcfg.out)
-    root = Path(tcfg.data) if tcfg.data else corpus_data.fallback_corpus()
+    roots = [Path(r) for r in tcfg.data] or [corpus_data.fallback_corpus()]
     resume_dir = out / "last"
     tokenizer = tk.load_tokenizer(resume_dir / "tokenizer.json") if tcfg.resume else None
-    corpus, tokenizer = corpus_data.load_corpus(root, tokenizer)
+    corpus, tokenizer = corpus_data.load_corpus(roots, tokenizer)
     train_pieces, val_pieces = corpus.split("train"), corpus.split("val")
     mcfg.vocab_size, mcfg.pad_id = len(tokenizer.vocab), tokenizer.pad_token_id
     model = GRULM(mcfg).to(device)
@@ -103,31 +139,36 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig) -> Path:
 
         model = DistributedDataParallel(model)
     seq_len = tcfg.seq_len
-    sampler = corpus_data.WindowSampler(train_pieces, tokenizer, seq_len, tcfg.transpose,
-                                        tcfg.style_dropout, seed=tcfg.seed + rank + len(history))
+    kind = StreamSampler if tcfg.carry_state else WindowSampler
+    sampler = kind(train_pieces, tokenizer, seq_len, tcfg.transpose, tcfg.style_dropout,
+                   seed=tcfg.seed + rank + len(history), weights=tcfg.weights())
     steps = tcfg.steps_per_epoch or max(1, sampler.tokens // (tcfg.batch_size * seq_len))
     use_amp = device.startswith("cuda")
-    meta = {"train": asdict(tcfg), "data_root": str(root), "attribution": ATTRIBUTION
-            if "piano-midi" in str(root) else "music21 corpus", "split": corpus.split_table(),
-            "skipped_files": corpus.bad, "params": count_params(raw_model)}
+    meta = {"train": asdict(tcfg), "data_roots": [str(r) for r in roots], **data_credits(corpus),
+            "split": corpus.split_table(), "skipped_files": corpus.bad, "params": count_params(raw_model)}
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
         (out / "split.json").write_text(json.dumps(corpus.split_table(), indent=1))
         (out / "run.json").write_text(json.dumps({"train": asdict(tcfg), "model": asdict(mcfg)}, indent=2))
         print(f"{len(train_pieces)} train / {len(val_pieces)} val / {len(corpus.split('test'))} test "
-              f"pieces, {sampler.tokens} train tokens, {len(corpus.bad)} files skipped; "
+              f"pieces, {sampler.tokens} train tokens (drawn: {sampler.describe()}), {len(corpus.bad)} "
+              f"files skipped; "
               f"{count_params(raw_model) / 1e6:.2f}M params on {device}, {steps} steps/epoch")
-    best = min((h["val_loss"] for h in history), default=float("inf"))
-    t_start, stale = time.time(), 0
+    best = min((row["val_loss"] for row in history), default=float("inf"))
+    t_start, stale, h = time.time(), 0, None
     for epoch in range(len(history) + 1, tcfg.epochs + 1):
         model.train()
         bar = _progress(steps, f"epoch {epoch}", main_proc)
         t0, losses = time.time(), []
         for step in range(steps):
-            x, y = sampler.batch(tcfg.batch_size)
+            x, y, fresh = sampler.batch(tcfg.batch_size)
             x, y = x.to(device), y.to(device)
+            if h is not None:  # carried from the last step, without its graph; zero for a new piece
+                h = h.detach().masked_fill(fresh.to(device)[None, :, None], 0.0)
             with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
-                _, loss, _ = model(x, y)
+                _, loss, h = model(x, y, h=h)
+            if not tcfg.carry_state:
+                h = None
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
@@ -199,3 +240,149 @@ def write_curves(history: list[dict], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "loss.png")
     plt.close(fig)
+
+
+def data_credits(corpus: corpus_data.Corpus) -> dict:
+    """The corpora a run read, each with its credit and licences, and the licence its weights need."""
+    rows = []
+    for root in map(Path, corpus.roots):
+        credit, licences = CORPORA.get(root.name, (None, ("unknown",)))
+        note = root / "ATTRIBUTION.md"
+        title = note.read_text(encoding="utf-8").splitlines()[0].lstrip("# ") if note.is_file() else ""
+        rows.append({"root": str(root), "name": root.name, "pieces": sum(p.corpus == root.name for p in
+                     corpus.pieces), "credit": credit or title or root.name, "licences": list(licences),
+                     "attribution_file": title})
+    return {"corpora": rows, "attribution": "; ".join(r["credit"] for r in rows),
+            "weights_licence": weights_licence([lic for r in rows for lic in r["licences"]])}
+
+
+def weights_licence(licences: list[str]) -> str:
+    """The one licence under which weights trained on files with these licences may be shared.
+
+    Share-alike wins: each CC BY-SA version (2.5, 3.0, 3.0 DE) lets an adaptation take a later version
+    with the same elements and BY-SA 4.0 allows only itself, so several BY-SA versions meet at 4.0.
+    CC BY, MIT and the public domain ask only for credit (MIT: its notice kept beside the weights).
+    """
+    if "unknown" in licences:
+        return "unknown: a corpus has no licence on record; check it before sharing the weights"
+    share_alike = sorted({lic for lic in licences if "BY-SA" in lic})
+    if len(share_alike) > 1:
+        return "CC BY-SA 4.0"
+    if share_alike:
+        return share_alike[0]
+    return "CC BY 4.0" if any("CC BY" in lic for lic in licences) else "MIT"
+
+
+class WindowSampler:
+    """Random training windows: style token + a slice of one piece, transposed at random.
+
+    Windows are drawn in proportion to piece length times its corpus's weight; a window is
+    `seq_len + 1` tokens so inputs and shifted targets both have seq_len.
+    """
+
+    def __init__(self, pieces: list[corpus_data.Piece], tokenizer, seq_len: int, transpose: int = 5,
+                 style_dropout: float = 0.1, seed: int = 0, weights: dict[str, float] | None = None):
+        self.pieces, self.seq_len = pieces, seq_len
+        self.style_ids = {p.style: tokenizer.vocab[tk.style_token(p.style)] for p in pieces}
+        self.any_id = tokenizer.vocab[tk.style_token(tk.ANY_STYLE)]
+        self.pad_id = tokenizer.pad_token_id
+        self.transpose, self.style_dropout = transpose, style_dropout
+        lengths = np.array([len(p.ids) for p in pieces], dtype=np.float64)
+        w = np.array([(weights or {}).get(p.corpus, 1.0) for p in pieces])
+        if not (lengths * w).sum() > 0:
+            raise MusicgenError("--corpus-weights leave no training piece to draw from")
+        self.token_share = lengths * w / (lengths * w).sum()  # of the tokens trained on, per piece
+        self.weights = self._draw_weights(lengths, w)
+        self.rng = np.random.default_rng(seed)
+        self.shift_tables = _pitch_shift_tables(tokenizer, transpose)
+
+    def _draw_weights(self, lengths: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return lengths * w / (lengths * w).sum()  # a window anywhere: longer pieces, more windows
+
+    @property
+    def tokens(self) -> int:
+        """Training tokens in one pass over the pieces."""
+        return int(sum(len(p.ids) for p in self.pieces))
+
+    def describe(self) -> str:
+        """Each corpus's share of the tokens trained on, as weighted."""
+        shares: dict[str, float] = {}
+        for p, s in zip(self.pieces, self.token_share):
+            shares[p.corpus or "corpus"] = shares.get(p.corpus or "corpus", 0.0) + s
+        return ", ".join(f"{c} {s:.0%}" for c, s in sorted(shares.items()))
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x, y: (B, seq_len) int64, y is x shifted by one, pad where the piece ran out; fresh (B,):
+        True for every row, as no window continues the one before."""
+        out = np.full((batch_size, self.seq_len + 1), self.pad_id, dtype=np.int64)
+        for b, i in enumerate(self.rng.choice(len(self.pieces), batch_size, p=self.weights)):
+            piece = self.pieces[i]
+            n = len(piece.ids)
+            start = int(self.rng.integers(0, max(1, n - self.seq_len + 1)))
+            chunk = piece.ids[start:start + self.seq_len].astype(np.int64)
+            out[b, 0] = self._style(piece)
+            out[b, 1:1 + len(chunk)] = self._transpose(chunk) if self.transpose else chunk
+        t = torch.from_numpy(out)
+        return t[:, :-1], t[:, 1:], torch.ones(batch_size, dtype=torch.bool)
+
+    def _style(self, piece: corpus_data.Piece) -> int:
+        return self.any_id if self.rng.random() < self.style_dropout else self.style_ids[piece.style]
+
+    def _transpose(self, chunk: np.ndarray) -> np.ndarray:
+        for _ in range(4):  # a shift that pushes a note off the keyboard is tried again
+            k = int(self.rng.integers(-self.transpose, self.transpose + 1))
+            table = self.shift_tables[k]
+            moved = table[chunk]
+            if (moved >= 0).all():
+                return moved
+        return chunk
+
+
+class StreamSampler(WindowSampler):
+    """Consecutive windows through whole pieces: row b of a batch goes on where row b of the last
+    batch stopped, so the GRU's hidden state can be carried (detached) between steps, as in
+    generation, where it carries the whole seed: truncated backprop through time.
+
+    A row reads its piece from the style token to the end, transposed once, then draws the next
+    piece. Pieces are drawn in proportion to their corpus's weight alone: each is read whole, so
+    each corpus's share of the tokens is still its length times its weight, as for WindowSampler.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rows: list[tuple[np.ndarray, int]] = []  # per row: (the piece's stream, next start)
+
+    def _draw_weights(self, lengths: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return w / w.sum()
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x, y as WindowSampler's; fresh (B,): True where the row starts a new piece (zero its state)."""
+        out = np.full((batch_size, self.seq_len + 1), self.pad_id, dtype=np.int64)
+        fresh = np.zeros(batch_size, dtype=bool)
+        self.rows = self.rows[:batch_size]
+        for b in range(batch_size):
+            if b == len(self.rows) or self.rows[b][1] >= len(self.rows[b][0]) - 1:
+                piece = self.pieces[int(self.rng.choice(len(self.pieces), p=self.weights))]
+                ids = piece.ids.astype(np.int64)
+                self.rows[b:b + 1] = [(np.concatenate([[self._style(piece)], self._transpose(ids)
+                                                       if self.transpose else ids]), 0)]
+                fresh[b] = True
+            stream, start = self.rows[b]
+            chunk = stream[start:start + self.seq_len + 1]
+            out[b, :len(chunk)] = chunk
+            self.rows[b] = (stream, start + self.seq_len)
+        t = torch.from_numpy(out)
+        return t[:, :-1], t[:, 1:], torch.from_numpy(fresh)
+
+
+def _pitch_shift_tables(tokenizer, max_shift: int) -> dict[int, np.ndarray]:
+    """For each shift k, id -> id with Pitch tokens moved k semitones (-1 where off the keys)."""
+    vocab = tokenizer.vocab
+    tables = {}
+    for k in range(-max_shift, max_shift + 1):
+        table = np.arange(len(vocab), dtype=np.int64)
+        for token, i in vocab.items():
+            if token.startswith("Pitch_"):
+                table[i] = vocab.get(f"Pitch_{int(token[6:]) + k}", -1)
+        tables[k] = table
+    return tables

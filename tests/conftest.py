@@ -76,3 +76,21 @@ def tiny_run(tiny_corpus, tmp_path_factory):
     mcfg = ModelConfig(n_embd=32, n_hidden=64, n_layer=1)
     train(tcfg, mcfg)
     return out
+
+
+def write_corpus(root: Path, names: list[str], shift: int = 0) -> Path:
+    """A corpus folder of tiny pieces at the given relative paths (piece i shifted by shift + i % 3)."""
+    for i, name in enumerate(names):
+        write_score(tiny_piece(shift=shift + i % 3, bars=4), root / name)
+    return root
+
+
+def write_manifest(root: Path, rows: list[dict]) -> Path:
+    """root/manifest.csv from rows of {column: value} (fields with commas are quoted, as in the corpora)."""
+    import csv
+
+    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root / "manifest.csv"

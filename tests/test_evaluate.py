@@ -10,7 +10,7 @@ from conftest import make_score
 
 from musicgen import baselines, coherence, metrics
 from musicgen.errors import MusicgenError
-from musicgen.evaluate import EvalConfig, data_root, evaluate, format_report, main
+from musicgen.evaluate import EvalConfig, data_root, evaluate, format_report, main, position_nll
 from musicgen.paper import note_ids, pitch_name
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
@@ -142,6 +142,10 @@ def test_evaluate_scores_model_and_baselines_on_the_same_tokens_and_writes_json(
     assert set(coh["measures"]) == set(coherence.MEASURES)
     assert all(isinstance(g["out_of_band"], int) for g in row["generated"])
     assert "single-line bars in a row" in format_report(report)
+    by_position = tokens["gru"]["by_position"]["all"]
+    assert by_position["0-256"]["pieces"] == 2 and sum(b["tokens"] for b in by_position.values()) == \
+        tokens["gru"]["tokens"]
+    assert "NLL by token position" in format_report(report)
     out = tmp_path / "eval.json"
     args = argparse.Namespace(checkpoint=str(tiny_run / "best"), data="", pieces=1, json=str(out))
     assert main(args) == 0
@@ -150,6 +154,39 @@ def test_evaluate_scores_model_and_baselines_on_the_same_tokens_and_writes_json(
     # the default 8 + 16 bars do not fit an 8-bar piece: it is listed, not measured
     cont = saved["continuations"]
     assert cont["pieces"] == 0 and cont["skipped_short"] == ["alpha/piece7.mid"]
+
+
+def test_pieces_read_side_by_side_score_as_each_read_alone(tiny_run):
+    import torch
+
+    from musicgen.checkpoint import load_checkpoint
+    from musicgen.data import Piece
+    from musicgen.evaluate import piece_nll, piece_scores
+
+    model, tok, _ = load_checkpoint(tiny_run / "best")
+    rng = np.random.default_rng(0)
+    pieces = [Piece(f"alpha/{n}.mid", "alpha", "val", rng.integers(3, len(tok.vocab), n))
+              for n in (5, 40, 17, 60)]
+    with torch.no_grad():
+        together = piece_scores(model, pieces, tok, "cpu", batch=3, chunk=16)
+        for p, got in zip(pieces, together):
+            alone = piece_nll(model, p.ids, tok.vocab["Style_alpha"], "cpu")
+            assert len(got[0]) == len(p.ids)
+            np.testing.assert_allclose(got[0], alone[0], rtol=1e-4, atol=1e-5)
+            assert (got[1] == alone[1]).all() and (got[2] == alone[2]).all()
+
+
+def test_nll_by_position_buckets_each_token_by_its_place_in_its_piece():
+    short = np.arange(300, dtype=float)  # a 300-token piece whose token i costs i nats
+    long = np.full(5000, 2.0)
+    out = position_nll([short, long])
+    assert list(out) == ["0-256", "256-1k", "1k-4k", "4k+"]
+    assert out["0-256"] == {"nll": (sum(range(256)) + 2 * 256) / 512, "tokens": 512, "pieces": 2}
+    assert out["256-1k"] == {"nll": pytest.approx((sum(range(256, 300)) + 2 * 768) / 812), "tokens": 812,
+                             "pieces": 2}
+    assert out["1k-4k"] == {"nll": 2.0, "tokens": 3072, "pieces": 1}
+    assert out["4k+"] == {"nll": 2.0, "tokens": 904, "pieces": 1}
+    assert position_nll([short])["4k+"] == {"nll": None, "tokens": 0, "pieces": 0}
 
 
 # --- the paper's note IDs ------------------------------------------------------------------------

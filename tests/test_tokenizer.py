@@ -88,3 +88,41 @@ def test_tick_to_seconds_follows_tempo_changes():
     score = make_score([(0, 1, 60, 80)], tempos=((0, 120.0), (4, 60.0)))
     secs = tk.tick_to_seconds(score, np.array([0, 4 * 480, 5 * 480]))
     assert np.allclose(secs, [0.0, 2.0, 3.0])
+
+
+METERS = {  # (numerator, denominator): a piece of four bars, a note on every eighth of the bar
+    meter: make_score([(i * 0.5, 0.5, 60 + i % 12, 80) for i in range(4 * meter[0] * 8 // meter[1])],
+                      time_sig=meter)
+    for meter in [(7, 4), (9, 8), (5, 4), (12, 8), (2, 8), (6, 16)]
+}
+
+
+@pytest.mark.parametrize("meter", list(METERS), ids=[f"{n}-{d}" for n, d in METERS])
+def test_every_corpus_meter_round_trips_with_its_bars(meter, tmp_path):
+    prepared, decoded = round_trip(METERS[meter], tmp_path)
+    assert [(t.numerator, t.denominator) for t in decoded.time_signatures] == [meter]
+    assert note_table(decoded) == note_table(prepared)
+    assert len(tk.bar_starts(decoded)) == 4
+
+
+def test_a_bar_has_numerator_times_eight_positions_whatever_the_denominator():
+    # what sample.Grammar assumes: bar_len = numerator * POSITIONS_PER_BEAT, for x/8 and x/16 too
+    tok = tk.make_tokenizer([])
+    for meter, last in (((9, 8), 4.0), ((6, 16), 1.25), ((7, 4), 6.5)):  # quarters into the bar's last beat
+        score = make_score([(0, 0.25, 60, 80), (last, 0.25, 62, 80)], time_sig=meter)
+        ids = tk.encode(tok, tk.prepare(score))
+        names = {i: t for t, i in tok.vocab.items()}
+        positions = [int(names[i].split("_")[1]) for i in ids if names[i].startswith("Position_")]
+        assert positions[-1] == round(last * meter[1] / 4 * tk.POSITIONS_PER_BEAT) < meter[0] * 8
+        assert positions[-1] >= (meter[0] - 1) * 8  # in the bar's last beat
+
+
+def test_the_tokenizer_covers_the_corpus_meters_and_a_saved_one_keeps_its_own(tmp_path):
+    tok = tk.make_tokenizer([])
+    meters = {t for t in tok.vocab if t.startswith("TimeSig_")}
+    assert {"TimeSig_2/8", "TimeSig_6/16", "TimeSig_9/8", "TimeSig_12/8", "TimeSig_5/4", "TimeSig_7/4",
+            "TimeSig_48/32", "TimeSig_4/4"} <= meters
+    from musicgen.checkpoint import DEFAULT_CHECKPOINT
+
+    shipped = tk.load_tokenizer(DEFAULT_CHECKPOINT / "tokenizer.json")  # made before the new meters
+    assert len(shipped.vocab) == 390 and "TimeSig_7/4" not in shipped.vocab

@@ -178,6 +178,35 @@ def test_torchrun_ddp_trains_on_two_processes(tiny_corpus, tmp_path):
     assert len((out / "loss.csv").read_text().splitlines()) == 2
 
 
+def test_carried_state_training_runs_and_resumes(tiny_corpus, tmp_path):
+    from musicgen.model import ModelConfig
+    from musicgen.train import TrainConfig, train
+
+    out = tmp_path / "tbptt"
+    settings = dict(data=(str(tiny_corpus),), out=str(out), seq_len=32, batch_size=4, steps_per_epoch=6,
+                    transpose=0, half=False, carry_state=True, corpus_weights=())
+    mcfg = dict(n_embd=16, n_hidden=32, n_layer=2)
+    train(TrainConfig(epochs=1, **settings), ModelConfig(**mcfg))
+    train(TrainConfig(epochs=2, resume=True, lr=1e-3, **settings), ModelConfig(**mcfg))
+    rows = list(csv.DictReader(open(out / "loss.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[1]["lr"]) == 1e-3
+    config = json.loads((out / "last" / "config.json").read_text())
+    assert config["train"]["carry_state"] and config["data_roots"] == [str(tiny_corpus)]
+    assert config["corpora"][0]["name"] == tiny_corpus.name
+    assert config["weights_licence"].startswith("unknown")
+
+
+def test_train_takes_several_corpus_folders_after_one_flag():
+    from musicgen.cli import build_parser
+    from musicgen.config import from_args
+    from musicgen.train import TrainConfig
+
+    args = build_parser().parse_args(["train", "--data", "a", "b", "c", "--corpus-weights", "pop909=0.5"])
+    tcfg = from_args(TrainConfig, args)
+    assert tcfg.data == ("a", "b", "c") and tcfg.weights() == {"pop909": 0.5}
+    assert from_args(TrainConfig, build_parser().parse_args(["train"])).data == ()
+
+
 def test_pick_draws_from_the_nucleus_by_inverse_cdf_over_allowed_ids():
     import numpy as np
 
