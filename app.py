@@ -179,7 +179,9 @@ def show_layout(history):
 
 with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                delete_cache=(3600, logic.MAX_AGE_SEC)) as demo:
-    history = gr.State(None)
+    # kept 6 h after its last change (the files it points to expire then too), also for API
+    # clients that never close a tab: sessions cannot pile up in memory
+    history = gr.State(None, time_to_live=logic.MAX_AGE_SEC)
     gr.Markdown("# musicgen · a GRU piano composer\n"
                 "Upload a piano MIDI (or pick an example) and the model continues it; leave the seed "
                 "empty to compose from scratch in a composer's style. "
@@ -200,7 +202,8 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                         bars = logic.slider("bars", value=UI.bars, elem_id="bars")
                         seed_bars = logic.slider("seed_bars", value=UI.seed_bars,
                                                         info="the seed's last N bars; 0 = all")
-                    variations = logic.slider("variations", value=UI.variations, elem_id="variations")
+                    variations = logic.slider("variations", value=UI.variations, elem_id="variations",
+                                              info="one request at a time per browser tab")
                     with gr.Accordion("Sampling", open=False):
                         temperature = logic.slider(
                             "temperature", value=UI.temperature,

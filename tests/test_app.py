@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import symusic
+import test_hostile as hostile
 from conftest import make_score, write_score
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -32,7 +33,8 @@ PER_SLOT = 5
 
 @contextmanager
 def launched_app(timeout_s: float = 120, **env_vars: str):
-    """Run `python app.py` on a free localhost port (with env_vars set); yield its URL; stop it."""
+    """Run `python app.py` on a free localhost port (with env_vars set); yield its URL and process
+    id; stop it afterwards."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -58,7 +60,7 @@ def launched_app(timeout_s: float = 120, **env_vars: str):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"app.py did not answer on {url} within {timeout_s} s")
             time.sleep(0.5)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -70,7 +72,7 @@ def launched_app(timeout_s: float = 120, **env_vars: str):
 
 @pytest.fixture(scope="module")
 def client():
-    with launched_app() as url:
+    with launched_app() as (url, _):
         yield Client(url, verbose=False)
 
 
@@ -135,6 +137,11 @@ BAD_SEEDS = {  # id -> (file name, its bytes, words the error must contain)
     "empty-file": ("empty.mid", lambda: b"", "not a MIDI file"),
     "drums-only": ("drums.mid", drums_only, "no playable piano notes"),
     "over-the-cap": ("huge.mid", lambda: b"MThd" + bytes(MAX_MIDI_BYTES + 500_000), "larger than 4 MB"),
+    "division-0": ("div0.mid", lambda: hostile.midi(division=0), "time division is 0 ticks"),
+    "false-chunk-length": ("len.mid", lambda: hostile.midi()[:14] + b"MTrk\x00\x0f\x42\x40\x00\x90",
+                           "damaged or cut short"),
+    "five-byte-delta": ("delta.mid", lambda: hostile.midi(b"\xff\xff\xff\xff\xff\x90\x3c\x40"),
+                        "damaged or cut short"),
     "wrong-extension": ("seed.txt", EXAMPLE.read_bytes, "Invalid file type"),
 }
 
@@ -158,6 +165,17 @@ def test_bad_settings_get_a_clear_error_and_the_app_keeps_serving(client, settin
     with pytest.raises(AppError, match=f"(?i){words}"):
         client.predict(handle_file(EXAMPLE), **{**QUICK, **settings})
     assert_good(client.predict(None, **SCRATCH))
+
+
+METER_OVER_0 = b"\x00\xff\x58\x04\x04\xff\x18\x08"  # a time signature of 4/2^255: denominator 0
+
+
+@pytest.mark.parametrize("make", [lambda: hostile.midi(header_extra=bytes(4)),  # MThd of length 10
+                                  lambda: hostile.midi(METER_OVER_0 + hostile.note_after(0))],
+                         ids=["long-header", "meter-over-0"])
+def test_files_the_spec_allows_or_that_can_be_repaired_compose(client, tmp_path, make):
+    (tmp_path / "odd.mid").write_bytes(make())
+    assert_good(client.predict(handle_file(tmp_path / "odd.mid"), **QUICK))
 
 
 def test_seed_with_an_absurd_tempo_is_clamped_and_composes(client, tmp_path):

@@ -25,7 +25,7 @@ expect.set_options(timeout=TIMEOUT_MS)
 
 @pytest.fixture(scope="module")
 def page():
-    with launched_app() as url, sync_playwright() as p:
+    with launched_app() as (url, _), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         page.set_default_timeout(TIMEOUT_MS)
