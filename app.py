@@ -67,7 +67,7 @@ def variation_values(result: logic.Result | None) -> list:
 # The form's settings, in the order of the generate endpoint's parameters after the seed MIDI; all
 # but random_seed and soundfont (the app's own) are SampleConfig fields.
 SETTINGS = ("style", "seed_bars", "bars", "variations", "temperature", "top_k", "top_p", "greedy_mix",
-            "repetition_penalty", "random_seed", "seed", "tempo", "soundfont")
+            "repetition_penalty", "random_seed", "seed", "tempo", "soundfont", "vary_tempo")
 
 
 def run(seed_midi, form: dict, progress) -> logic.Result:
@@ -75,12 +75,13 @@ def run(seed_midi, form: dict, progress) -> logic.Result:
     soundfont = form["soundfont"]
     if soundfont and soundfont not in SOUNDFONTS:
         raise MusicgenError(f"unknown soundfont {soundfont!r}; choose one of: {', '.join(SOUNDFONTS)}")
-    if not isinstance(form["random_seed"], bool):
-        raise MusicgenError(f"Random seed (random_seed) must be true or false, not {form['random_seed']!r}")
+    for name, label in (("random_seed", "Random seed"), ("vary_tempo", "Let the model vary the tempo")):
+        if not isinstance(form[name], bool):
+            raise MusicgenError(f"{label} ({name}) must be true or false, not {form[name]!r}")
     knobs = {k: logic.form_value(k, v) for k, v in form.items() if k in logic.FORM}  # API callers too
     score = logic.read_seed(seed_midi)
     used_seed = logic.pick_seed(form["random_seed"], knobs.pop("seed"))
-    cfg = SampleConfig(**knobs, style=form["style"], seed=used_seed)
+    cfg = SampleConfig(**knobs, style=form["style"], seed=used_seed, vary_tempo=form["vary_tempo"])
     progress(0.05, desc=f"Composing {cfg.bars} bars × {cfg.variations}")
     gen = compose(score, cfg)
     progress(0.3, desc="Rendering audio, sheet music and piano roll")
@@ -101,8 +102,8 @@ def run(seed_midi, form: dict, progress) -> logic.Result:
 def generate(seed_midi=None, style=UI.style, seed_bars=UI.seed_bars, bars=UI.bars,
              variations=UI.variations, temperature=UI.temperature, top_k=UI.top_k, top_p=UI.top_p,
              greedy_mix=UI.greedy_mix, repetition_penalty=UI.repetition_penalty, random_seed=True,
-             seed=UI.seed, tempo=UI.tempo, soundfont=FIRST_SOUNDFONT, history=None,
-             request: gr.Request = None, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+             seed=UI.seed, tempo=UI.tempo, soundfont=FIRST_SOUNDFONT, vary_tempo=UI.vary_tempo,
+             history=None, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
     """Continue the seed MIDI (None: compose from scratch) and render every variation."""
     form = {k: v for k, v in locals().items() if k in SETTINGS}  # the API names its parameters
     with logic.one_job_per_session(request and request.session_hash):
@@ -222,6 +223,8 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                             seed = logic.number("seed", value=UI.seed, precision=0)
                         with gr.Row():
                             tempo = logic.number("tempo", value=UI.tempo, info="0 = keep the seed's")
+                            vary_tempo = gr.Checkbox(value=UI.vary_tempo, info="off: the seed's tempo holds",
+                                                     label="Let the model vary the tempo")
                             soundfont = gr.Dropdown(list(SOUNDFONTS), value=FIRST_SOUNDFONT,
                                                     label="Soundfont")
                     generate_btn = gr.Button("Compose", variant="primary", size="lg", elem_id="compose")

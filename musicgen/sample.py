@@ -46,6 +46,7 @@ class SampleConfig:
     variations: int = 1  # continuations sampled together as one batch
     seed: int = 0  # random seed: same seed and settings give byte-identical MIDI
     tempo: float = 0.0  # override the tempo (quarter notes per minute); 0: keep
+    vary_tempo: bool = False  # let the model change tempo; off: the seed's holds (scratch: its first pick)
 
     def __post_init__(self):
         """Reject settings that cannot work, with a sentence naming the setting and its range (the
@@ -127,6 +128,7 @@ class Grammar:
         self.position = {i: int(t.split("_")[1]) for t, i in vocab.items() if t.startswith("Position_")}
         self.bar_len = {i: int(t[8:].split("/")[0]) * tk.POSITIONS_PER_BEAT
                         for t, i in vocab.items() if t.startswith("TimeSig_")}
+        self.tempo_mask = self.type_mask.get("Tempo", np.zeros(n, bool))
 
 
 class RowState:
@@ -137,6 +139,7 @@ class RowState:
         self.pos, self.bar_len, self.ts_id = -1, 4 * tk.POSITIONS_PER_BEAT, None
         self.struck: list[int] = []  # pitch ids already played at this position
         self.bars, self.in_bar = 0, 0
+        self.hold_tempo, self.has_tempo = False, False  # once a tempo is set, no Tempo token follows
         self.ban = bytearray(len(g.types))  # 1 for the struck pitches: cheap to set from Python
         self.banned = np.frombuffer(self.ban, dtype=np.uint8)  # the same bytes, for `draw`
 
@@ -162,6 +165,8 @@ class RowState:
                 self.pos = g.position[tok]
         elif kind == "TimeSig":
             self.ts_id, self.bar_len = tok, g.bar_len[tok]
+        elif kind == "Tempo":
+            self.has_tempo = True
         if kind in Grammar.NEXT:
             self.prev = kind
         self.in_bar += 1
@@ -170,7 +175,8 @@ class RowState:
         """Sorted ids of the tokens that may come next, before the struck pitches are banned."""
         if self.in_bar > MAX_TOKENS_PER_BAR and self.prev in ("Duration", "TimeSig", "Tempo"):
             return g.bar_only_ids
-        key = (self.prev, self.ts_id if self.prev == "Bar" else None, self.pos, self.bar_len)
+        key = (self.prev, self.ts_id if self.prev == "Bar" else None, self.pos, self.bar_len,
+               self.hold_tempo and self.has_tempo)
         ids = g.cache.get(key)
         if ids is None:
             ids = g.cache[key] = self._allowed_ids(g)
@@ -183,6 +189,8 @@ class RowState:
             m[self.ts_id] = True
         m[g.pos_ids[:self.pos + 1]] = False
         m[g.pos_ids[self.bar_len:]] = False
+        if self.hold_tempo and self.has_tempo:
+            m[g.tempo_mask] = False
         return m.nonzero()[0]
 
 
@@ -238,9 +246,11 @@ class Generator:
         cfg = cfg or SampleConfig()
         check_config(cfg, self.styles)
         t0 = time.perf_counter()
+        seed = tk.read_midi(seed) if seed is not None else None  # once: its key is read below too
         seed_ids, notes = self.seed_tokens(seed, cfg.seed_bars) if seed is not None else ([], [])
         prime = [self.tokenizer.vocab[tk.style_token(cfg.style)]] + seed_ids
         rows = [RowState(self.grammar)]
+        rows[0].hold_tempo = not cfg.vary_tempo
         for t in prime[1:]:
             rows[0].update(self.grammar, t)
         rows += [rows[0].copy(self.grammar) for _ in range(cfg.variations - 1)]
@@ -257,6 +267,12 @@ class Generator:
         if cfg.tempo:
             for s in scores:
                 s.tempos = [symusic.Tempo(0, float(cfg.tempo))]
+        elif seed is None and not cfg.vary_tempo:  # the one tempo the model chose, from the start
+            for s in scores:
+                s.tempos = [symusic.Tempo(0, s.tempos[-1].qpm)] if len(s.tempos) else []
+        key = seed_key(seed) if seed is not None else None
+        for s in scores:  # the tokens carry no key: the seed's goes into every output
+            s.key_signatures = [key] if key else []
         if seed is None:
             notes.append(f"composed from scratch in the style: {cfg.style}")
         return Generation(scores, split, sum(len(r) for r in new), time.perf_counter() - t0,
@@ -317,6 +333,21 @@ def pick(logits: np.ndarray, allowed: list[np.ndarray], banned: list[np.ndarray]
         out.append(draw(logits, b, idx, banned[b], u[b], u[B + b], cfg.temperature, cfg.top_k,
                         cfg.top_p, cfg.greedy_mix, recent, penalty))
     return out
+
+
+def seed_key(score: symusic.Score) -> symusic.KeySignature | None:
+    """The key signature in force at the seed's end; where it has none (or only C major, often a
+    writer's default) the key its notes suggest (Krumhansl-Schmuckler), or None without notes."""
+    from musicgen.coherence import estimate_key, fifths  # the key finder the coherence report uses
+
+    sigs = sorted(score.key_signatures, key=lambda k: k.time)
+    if sigs and (sigs[-1].key != 0 or sigs[-1].tonality != 0):
+        return symusic.KeySignature(0, sigs[-1].key, sigs[-1].tonality)
+    found = estimate_key(score)
+    if found is None:
+        return None
+    sharps = (fifths(found) + 5) % 12 - 5  # Db (-5) .. F# (6), as the engraver spells
+    return symusic.KeySignature(0, sharps, 1 if found[1] == "minor" else 0)
 
 
 def check_config(cfg: SampleConfig, styles: list[str]) -> None:

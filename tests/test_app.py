@@ -242,7 +242,7 @@ def test_length_estimate_is_a_range_when_the_model_picks_the_tempo():
 # ---- hostile use through the API (issue 18) ---------------------------------------------------
 
 API_ORDER = ["seed_midi", "style", "seed_bars", "bars", "variations", "temperature", "top_k", "top_p",
-             "greedy_mix", "repetition_penalty", "random_seed", "seed", "tempo", "soundfont"]
+             "greedy_mix", "repetition_penalty", "random_seed", "seed", "tempo", "soundfont", "vary_tempo"]
 NUMERIC = {"seed_bars": "Seed bars to use", "bars": "New bars", "variations": "Variations",
            "temperature": "Temperature", "top_k": "Top-k", "top_p": "Top-p", "greedy_mix": "Greedy mix",
            "repetition_penalty": "Repetition penalty", "seed": "Seed", "tempo": r"Tempo override \(BPM\)"}
@@ -253,7 +253,8 @@ def raw_generate(url: str, **settings) -> tuple[str, dict]:
     there, which gradio_client refuses to send."""
     defaults = {"seed_midi": None, "style": "any", "seed_bars": 0, "bars": 2, "variations": 1,
                 "temperature": 0.9, "top_k": 0, "top_p": 0.9, "greedy_mix": 0.0, "repetition_penalty": 1.0,
-                "random_seed": False, "seed": 0, "tempo": 0, "soundfont": "fluidr3-grand-piano"}
+                "random_seed": False, "seed": 0, "tempo": 0, "soundfont": "fluidr3-grand-piano",
+                "vary_tempo": False}
     data = [{**defaults, **settings}[k] for k in API_ORDER]
     r = httpx.post(f"{url}gradio_api/call/generate", content=json.dumps({"data": data}),
                    headers={"content-type": "application/json"}, timeout=30)

@@ -121,3 +121,50 @@ def test_a_file_whose_music_starts_after_the_cap_is_told_so():
 def test_every_number_refuses_nan_inf_none_and_strings_by_name(field, value):
     with pytest.raises(MusicgenError, match=rf"^{field.replace('_', '-')} must be a (whole )?number from"):
         SampleConfig(**{field: value})
+
+
+# ---- the seed's tempo and key (issue 17, item 5) ----------------------------------------------
+
+def tempos_from(score, tick: int) -> set[float]:
+    """The tempi in force from `tick` on (the one in force there, and any change after it)."""
+    before = [t.qpm for t in score.tempos if t.time <= tick]
+    return {round(q, 1) for q in before[-1:] + [t.qpm for t in score.tempos if t.time > tick]}
+
+
+def test_a_continuation_keeps_its_seeds_tempo_unless_asked_to_vary_it():
+    gen = Generator()
+    seed = make_score([(i, 1, 60 + i % 5, 80) for i in range(32)], tempos=((0, 80.0),))
+    for s in range(3):
+        held = gen.generate(seed, SampleConfig(bars=16, seed=s, temperature=1.5))
+        assert tempos_from(held.scores[0], held.split_tick) == {81.3}  # 80, on the tempo token grid
+    varied = [gen.generate(seed, SampleConfig(bars=16, seed=s, temperature=1.5, vary_tempo=True))
+              for s in range(3)]
+    assert any(len(tempos_from(v.scores[0], v.split_tick)) > 1 for v in varied)  # the model moves
+
+
+def test_from_scratch_the_model_picks_one_tempo_for_the_whole_piece():
+    out = Generator().generate(None, SampleConfig(bars=16, seed=2, temperature=1.5))
+    assert len(out.scores[0].tempos) == 1 and out.scores[0].tempos[0].time == 0
+
+
+@pytest.mark.parametrize("sig, expected", [((3, 1), (3, 1)), ((-2, 0), (-2, 0))], ids=["3-sharps", "2-flats"])
+def test_every_output_carries_its_seeds_key_signature(sig, expected):
+    import symusic
+
+    from musicgen.render.score import musicxml_text
+
+    seed = make_score([(i, 1, p, 80) for i, p in enumerate([66, 69, 73, 66, 68, 71, 74, 73] * 2)])
+    seed.key_signatures.append(symusic.KeySignature(0, *sig))
+    out = Generator().generate(seed, SampleConfig(bars=4, seed=0, variations=2))
+    for score in out.scores:
+        assert [(k.key, k.tonality) for k in score.key_signatures] == [expected]
+        back = tk.read_midi(tk.to_midi_bytes(score))  # it survives the MIDI file
+        assert [(k.key, k.tonality) for k in back.key_signatures] == [expected]
+    assert f"<fifths>{expected[0]}</fifths>" in musicxml_text(out.scores[0], "t", out.split_tick)
+
+
+def test_a_seed_without_a_key_signature_gets_the_key_its_notes_suggest():
+    a_major = [69, 71, 73, 74, 76, 78, 80, 81, 76, 73, 69, 64]  # A major scale and arpeggio
+    out = Generator().generate(make_score([(i, 1, p, 80) for i, p in enumerate(a_major)]),
+                               SampleConfig(bars=2, seed=0))
+    assert [(k.key, k.tonality) for k in out.scores[0].key_signatures] == [(3, 0)]
