@@ -101,7 +101,7 @@ def test_no_module_is_over_400_lines():
 
 def documented_commands() -> list[tuple[str, list[str], str]]:
     """(program, words after it, where) of every command in the README and docs; backslash
-    continuations joined, comments and placeholders (`...`, `[--flags]`) left out."""
+    continuations joined, comments and stand-ins (`...`, `[--flags]`) left out."""
     out = []
     for doc in DOCS:
         text = re.sub(r"\\\n\s*", " ", doc.read_text())
