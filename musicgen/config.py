@@ -41,7 +41,7 @@ def restore(cls, saved: dict, retired: dict[str, object] | None = None):
         if key in retired and saved[key] == retired[key]:
             continue
         raise MusicgenError(f"this saved config sets {key}={value!r}, an option this version no longer "
-                            "has; use the git tag v0.1-experiments to load it")
+                            "has; load it at the git tag v0.1-experiments (commit 592f34e)")
     return cls(**{k: v for k, v in saved.items() if k in names})
 
 

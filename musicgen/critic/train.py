@@ -41,7 +41,7 @@ ATTRIBUTION = "Bernd Krueger, piano-midi.de (CC BY-SA 3.0 DE)"
 
 # options since removed, with the value that made them do nothing (config.restore drops them there):
 # ema 0.99, masks 1-2 (SpecAugment) and transposed 2 (extra renders in other keys) were tried and
-# were no better; the git tag v0.1-experiments still has them
+# were no better; the git tag v0.1-experiments (commit 592f34e) still has them
 TRAIN_RETIRED = {"ema": 0.0, "masks": 0, "transposed": 0}
 # a save from before key moves in training had none
 TRAIN_BEFORE = {"pitch_shift": 0}
