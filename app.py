@@ -197,7 +197,8 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                     gr.Examples([[str(p)] for p in EXAMPLES], inputs=seed_file, label="Example seeds",
                                 example_labels=[p.stem.replace("-", " ") for p in EXAMPLES])
                     seed_info = gr.Markdown(logic.describe_seed(None, UI.bars), elem_id="seed-info")
-                    style = gr.Dropdown(GENERATOR.styles, value=UI.style, label="Style (composer)",
+                    style = gr.Dropdown(logic.style_choices(GENERATOR.styles), value=UI.style,
+                                        label="Style (composer)",
                                         info="steers both continuations and from-scratch pieces")
                     with gr.Row():
                         bars = logic.slider("bars", value=UI.bars, elem_id="bars")

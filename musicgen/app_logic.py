@@ -67,6 +67,24 @@ FORM = {
 }
 
 
+# The style list shows composers by name; the API and the tokens keep the corpus folder names.
+STYLE_NAMES = {
+    "any": "Any style", "albeniz": "Isaac Albéniz", "bach": "Johann Sebastian Bach",
+    "balakir": "Mily Balakirev", "beeth": "Ludwig van Beethoven", "borodin": "Alexander Borodin",
+    "brahms": "Johannes Brahms", "burgm": "Friedrich Burgmüller", "chopin": "Frédéric Chopin",
+    "clementi": "Muzio Clementi", "debussy": "Claude Debussy", "granados": "Enrique Granados",
+    "grieg": "Edvard Grieg", "haydn": "Joseph Haydn", "liszt": "Franz Liszt",
+    "mendelssohn": "Felix Mendelssohn", "mozart": "Wolfgang Amadeus Mozart",
+    "muss": "Modest Mussorgsky", "pop": "Pop (POP909)", "schubert": "Franz Schubert",
+    "schumann": "Robert Schumann", "tschai": "Pyotr Ilyich Tchaikovsky",
+}
+
+
+def style_choices(styles: list[str]) -> list[tuple[str, str]]:
+    """(what the list shows, what the API takes) for each style: a full name where we know one."""
+    return [(STYLE_NAMES.get(s, s.replace("_", " ").title()), s) for s in styles]
+
+
 def form_value(name: str, value):
     """A form setting checked against FORM: the number, or MusicgenError naming it and its range."""
     label, lo, hi, whole, *also = FORM[name]

@@ -310,3 +310,12 @@ def test_analyze_one_three_hour_note_answers_and_the_app_keeps_serving(client, t
     label, verdict = client.predict(handle_file(path), api_name="/classify")
     assert len(label["confidences"]) > 1 and "sounds like" in verdict
     assert_good(client.predict(handle_file(EXAMPLE), **QUICK))
+
+
+def test_the_style_list_shows_full_names_and_the_api_takes_folder_names(client):
+    from musicgen.app_logic import style_choices
+
+    shown = dict(style_choices(["any", "beeth", "pop", "new_folder"]))
+    assert shown == {"Any style": "any", "Ludwig van Beethoven": "beeth", "Pop (POP909)": "pop",
+                     "New Folder": "new_folder"}
+    assert "beeth" in client.predict(None, style="beeth", **SCRATCH)[1]
