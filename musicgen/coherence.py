@@ -287,10 +287,7 @@ def format_section(coh: dict, per_piece: int) -> list[str]:
     head = coh["headline"]
     lines = [f"coherence: {head['generated']['n']} continuations ({per_piece} per piece) beside the real "
              f"next bars of {head['held_out']['n']} pieces; bands over the real next bars decide 'out'",
-             f"{'measure':<40}{'generated: mean [p5, p95]':>30}{'real next bars: mean [p5, p95]':>34}"]
-    for key, (label, digits) in MEASURES.items():
-        cells = [cell(coh["measures"][key][side], digits) for side in ("generated", "held_out")]
-        lines.append(f"{label:<40}{cells[0]:>30}{cells[1]:>34}")
+             *band_table("measure", MEASURES, coh["measures"])]
     rel = coh["key_relation"]
     lines.append(f"{'key relation: same / close / unrelated':<40}"
                  + "".join(f"{' / '.join(f'{rel[s][k]:.0%}' for k in ('same', 'close', 'unrelated')):>{w}}"
@@ -300,6 +297,15 @@ def format_section(coh: dict, per_piece: int) -> list[str]:
         vals = [head[s][key] for s in ("generated", "held_out")]
         cells = ["-" if v != v else fmt.format(v) for v in vals]
         lines.append(f"{label:<66}{cells[0]:>12}{cells[1]:>8}")
+    return lines
+
+
+def band_table(title: str, names: dict[str, tuple[str, int]], bands: dict[str, dict]) -> list[str]:
+    """A header and one "mean [p5, p95]" row per measure, generated beside the real next bars."""
+    lines = [f"{title:<40}{'generated: mean [p5, p95]':>30}{'real next bars: mean [p5, p95]':>34}"]
+    for key, (label, digits) in names.items():
+        cells = [cell(bands[key][side], digits) for side in ("generated", "held_out")]
+        lines.append(f"{label:<40}{cells[0]:>30}{cells[1]:>34}")
     return lines
 
 

@@ -216,15 +216,13 @@ def continuation_report(checkpoint: Path, tokenizer, train: list[Piece], test: l
     settings = {**asdict(sampling(cfg)), "style": "each piece's composer",
                 "seed": f"{cfg.sample_seed} + piece index", "variations": cfg.continuations}
     generated, real = [g for r in rows for g in r["generated"]], [r["held_out"] for r in rows]
-    stats = {k: {"generated": band([g.get(k) for g in generated]), "held_out": band([r.get(k) for r in real])}
+    stats = {k: {"generated": coherence.band([g.get(k) for g in generated]),
+                 "held_out": coherence.band([r.get(k) for r in real])}
              for k in STAT_NAMES}
     return {"pieces": len(rows), "continuations_per_piece": cfg.continuations, "skipped_short": skipped,
             "settings": settings, "stats": stats, "coherence": coherence.section(generated, real),
             "per_piece": rows, "seconds": {"copy_index": round(index_s, 1),
                                            "generate_and_measure": round(time.perf_counter() - t0, 1)}}
-
-
-band = coherence.band  # mean and 5th/95th percentiles, ignoring nan or missing values
 
 
 def measure(cont, seed, cfg: EvalConfig, index: metrics.CopyIndex) -> dict:
@@ -275,16 +273,10 @@ def format_report(report: dict) -> str:
               f"top-p {knobs['top_p']}, "
               f"seed = {cfg['sample_seed']} + piece index, "
               f"style = composer); {len(cont['skipped_short'])} shorter pieces skipped",
-              f"{'statistic':<40}{'generated: mean [p5, p95]':>30}{'real next bars: mean [p5, p95]':>34}"]
-    for key, (label, digits) in STAT_NAMES.items():
-        cells = [_cell(cont["stats"][key][side], digits) for side in ("generated", "held_out")]
-        lines.append(f"{label:<40}{cells[0]:>30}{cells[1]:>34}")
+              *coherence.band_table("statistic", STAT_NAMES, cont["stats"])]
     if "coherence" in cont:
         lines += [""] + coherence.format_section(cont["coherence"], per_piece)
     return "\n".join(lines)
-
-
-_cell = coherence.cell
 
 
 def format_positions(by_position: dict) -> list[str]:
