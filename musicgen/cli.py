@@ -1,5 +1,5 @@
-"""`musicgen generate|train|evaluate|render|bench|classify|critic|fidelity ...` (or `python -m musicgen`);
-flags mirror the config dataclasses."""
+"""`musicgen generate|infill|train|evaluate|shape-report|render|bench|classify|critic|fidelity|fit-ending`
+(or `python -m musicgen`); flags mirror the config dataclasses."""
 
 from __future__ import annotations
 
@@ -24,18 +24,47 @@ def cmd_train(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from musicgen.sample import SampleConfig, load_generator, output_paths
+    from musicgen.sample import SampleConfig, load_generator
 
     gen = load_generator(args.checkpoint)
     result = gen.generate(args.seed_midi, from_args(SampleConfig, args))
-    paths = output_paths(Path(args.out), len(result.scores))
-    for path, data in zip(paths, result.midi_bytes(args.only_continuation)):
+    return write_outputs(result, args.out, args.only_continuation)
+
+
+def cmd_infill(args) -> int:
+    from musicgen.infill import infill, parse_bars
+    from musicgen.sample import SampleConfig, load_generator
+
+    first, stop = parse_bars(args.bars)
+    cfg = from_args(SampleConfig, args, skip=("bars",))  # --bars is the range here, not a length
+    result = infill(load_generator(args.checkpoint), args.piece, first, stop, cfg)
+    return write_outputs(result, args.out)
+
+
+def write_outputs(result, out: str, only_continuation: bool = False) -> int:
+    """Write a Generation's MIDI files (OUT.mid, OUT-2.mid, ...) and say what was made."""
+    from musicgen.sample import output_paths
+
+    paths = output_paths(Path(out), len(result.scores))
+    for path, data in zip(paths, result.midi_bytes(only_continuation)):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     print(result.describe())
     for p in paths:
         print(f"wrote {p}")
     return 0
+
+
+def cmd_shape_report(args) -> int:
+    from musicgen.shape_report import main as shape_main
+
+    return shape_main(args)
+
+
+def cmd_fit_ending(args) -> int:
+    from musicgen.ending import main as ending_main
+
+    return ending_main(args)
 
 
 def cmd_evaluate(args) -> int:
@@ -99,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(g, SampleConfig)
     g.set_defaults(func=cmd_generate)
 
+    i = sub.add_parser("infill", help="rewrite bars of a piece so that they lead into what follows")
+    i.add_argument("piece", help="MIDI file whose bars are rewritten")
+    i.add_argument("--bars", required=True, help="the bars to rewrite, first-last from 1 (9-12)")
+    i.add_argument("--out", default="infill.mid", help="output MIDI; more variations add -2, -3 ...")
+    i.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    add_dataclass_args(i, SampleConfig, skip=("bars", "end", "tempo", "vary_tempo"))
+    i.set_defaults(func=cmd_infill)
+
     t = sub.add_parser("train", help="train a generator on a folder of MIDI files")
     add_dataclass_args(t, TrainConfig)
     add_dataclass_args(t, ModelConfig, skip=("vocab_size", "pad_id"))
@@ -131,6 +168,26 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--json", default=None, help="also write the report here")
     f.add_argument("--data", default="", help="corpus folder (default: the classifier's training data)")
     f.set_defaults(func=cmd_fidelity)
+
+    sr = sub.add_parser("shape-report", help="infill joins and --end endings on the held-out pieces")
+    sr.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    sr.add_argument("--data", default="", help="the corpus the checkpoint was trained on")
+    sr.add_argument("--pieces", type=int, default=0, help="only the first N test pieces (0: all)")
+    sr.add_argument("--fills", type=int, default=2, help="fills per piece and method")
+    sr.add_argument("--candidates", type=int, nargs="+", default=[1, 4, 16],
+                    help="infill methods: takes per fill (1: a plain continuation)")
+    sr.add_argument("--end-pieces", type=int, default=30, help="pieces whose endings are compared")
+    sr.add_argument("--end-bars", type=int, default=8,
+                    help="new bars after the 8-bar seed, with and without --end")
+    sr.add_argument("--seed", type=int, default=0)
+    sr.add_argument("--json", default=None, help="also write the report here")
+    sr.set_defaults(func=cmd_shape_report)
+
+    en = sub.add_parser("fit-ending", help="fit the ending model (generate --end) on the training split")
+    en.add_argument("--data", nargs="+", required=True, help="corpus folders (split by work as in train)")
+    en.add_argument("--out", default="assets/model/ending.json")
+    en.add_argument("--seed", type=int, default=0, help="which other bars are drawn as negatives")
+    en.set_defaults(func=cmd_fit_ending)
 
     from musicgen.critic.cli import register  # classify, critic train|crossval|retest
 

@@ -24,9 +24,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ..
             parser.add_argument(flag, type=type(f.default), default=f.default, help=f"default: {f.default}")
 
 
-def from_args(cls, args: argparse.Namespace):
-    """The dataclass filled from parsed flags (its __post_init__ checks them)."""
-    names = {f.name for f in dataclasses.fields(cls)}
+def from_args(cls, args: argparse.Namespace, skip: tuple[str, ...] = ()):
+    """The dataclass filled from parsed flags (its __post_init__ checks them); `skip`: fields left
+    at their defaults because a flag of the same name means something else there."""
+    names = {f.name for f in dataclasses.fields(cls)} - set(skip)
     return cls(**{k: v for k, v in vars(args).items() if k in names})
 
 

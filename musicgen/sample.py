@@ -21,14 +21,15 @@ from musicgen.config import check_number
 from musicgen.device import pick_device
 from musicgen.draw import NO_IDS, draw
 from musicgen.errors import MusicgenError
+from musicgen.grammar import MAX_TOKENS_PER_BAR, Grammar, RowState
 from musicgen.model import GRUStep
 
 MAX_SEED_TOKENS = 16384  # about 4,500 notes; longer seeds keep their last bars only
 MAX_SEED_NOTES = 6000  # a seed is cut to the bars of its last 6,000 notes before it is even tokenized
-MAX_TOKENS_PER_BAR = 512  # a bar this dense is forced to end: generation always terminates
 MAX_BARS = 256
 MAX_SILENT_BARS = 4  # a longer rest inside a seed is cut to this; a 4.6-hour one would be 8,000 bars
 MAX_VARIATIONS = 64  # one batch; the app asks for at most logic.MAX_VARIATIONS
+MAX_ROWS = 256  # variations x candidates sampled as one batch (--end, infill)
 TEMPO_OVERRIDE_RANGE = (20.0, 400.0)  # quarter notes per minute a user may ask for
 
 
@@ -47,6 +48,8 @@ class SampleConfig:
     seed: int = 0  # random seed: same seed and settings give byte-identical MIDI
     tempo: float = 0.0  # override the tempo (quarter notes per minute); 0: keep
     vary_tempo: bool = False  # let the model change tempo; off: the seed's holds (scratch: its first pick)
+    end: bool = False  # end the piece: the last bar closes (musicgen.ending picks among `candidates`)
+    candidates: int = 16  # with --end and for infill: takes sampled per variation, the best kept
 
     def __post_init__(self):
         """Reject settings that cannot work, with a sentence naming the setting and its range (the
@@ -54,6 +57,14 @@ class SampleConfig:
         for name, (lo, hi, whole, *also) in LIMITS.items():
             setattr(self, name, check_number(name.replace("_", "-"), getattr(self, name), lo, hi, whole,
                                              tuple(also)))
+        if self.end:
+            self.check_rows("--end")
+
+    def check_rows(self, what: str) -> None:
+        """Where `candidates` takes per variation are sampled as one batch: refuse a batch too big."""
+        if self.variations * self.candidates > MAX_ROWS:
+            raise MusicgenError(f"with {what}, variations x candidates may be at most {MAX_ROWS} "
+                                f"(one batch), not {self.variations} x {self.candidates}")
 
 
 # what SampleConfig accepts: field: (lowest, highest, whole number?, values allowed besides)
@@ -68,6 +79,7 @@ LIMITS = {
     "repetition_window": (1, 4096, True),
     "variations": (1, MAX_VARIATIONS, True),
     "seed": (0, 2**32 - 1, True),
+    "candidates": (1, MAX_ROWS, True),
     "tempo": (*TEMPO_OVERRIDE_RANGE, False, 0),  # 0 keeps the seed's tempo
 }
 
@@ -75,7 +87,7 @@ LIMITS = {
 @dataclass
 class Generation:
     scores: list[symusic.Score]  # seed bars + continuation, one per variation
-    split_tick: int  # where the continuation starts (ticks of scores[i])
+    split_tick: int  # where the continuation (or the filled bars) starts (ticks of scores[i])
     new_tokens: int
     seconds: float  # the whole call: reading the seed, priming, sampling, decoding
     device: str
@@ -83,6 +95,7 @@ class Generation:
     notes: list[str] = field(default_factory=list)  # things the user should know
     prime_seconds: float = 0.0  # reading the seed into the hidden state
     sample_seconds: float = 0.0  # the token loop alone: one GRU step and one pick per new token
+    fill_end_tick: int | None = None  # infill: where the filled bars end; None for a continuation
 
     def midi_bytes(self, only_continuation: bool = False) -> list[bytes]:
         """Standard MIDI files, whole or continuation only."""
@@ -93,7 +106,8 @@ class Generation:
     def continuation_seconds(self) -> float:
         """Length of the first variation's new bars in seconds."""
         s = self.scores[0]
-        t = tk.tick_to_seconds(s, np.array([self.split_tick, s.end()]))
+        end = self.fill_end_tick if self.fill_end_tick is not None else s.end()
+        t = tk.tick_to_seconds(s, np.array([self.split_tick, end]))
         return float(t[1] - t[0])
 
     def describe(self) -> str:
@@ -102,96 +116,6 @@ class Generation:
         line = (f"{len(self.scores)} variation(s), ~{self.continuation_seconds():.1f} s of new music; "
                 f"{self.new_tokens} tokens in {self.seconds:.2f} s ({rate:,.0f} tok/s) on {self.device}")
         return "; ".join([line] + self.notes)
-
-
-class Grammar:
-    """Which token may follow: REMI's type order, rising positions, no pitch twice at a time."""
-
-    NEXT = {"Style": {"Bar"}, "Bar": {"TimeSig"}, "TimeSig": {"Position", "Bar"},
-            "Position": {"Tempo", "Pitch"}, "Tempo": {"Pitch", "Position", "Bar"},
-            "Pitch": {"Velocity"}, "Velocity": {"Duration"}, "Duration": {"Pitch", "Position", "Bar"}}
-
-    def __init__(self, tokenizer):
-        vocab = tokenizer.vocab
-        n = len(vocab)
-        self.types = [""] * n
-        for token, i in vocab.items():
-            self.types[i] = token.split("_", 1)[0]
-        self.type_mask = {t: np.array([x == t for x in self.types]) for t in set(self.types)}
-        self.allowed = {t: np.logical_or.reduce([self.type_mask.get(x, np.zeros(n, bool)) for x in nxt])
-                        for t, nxt in self.NEXT.items()}
-        self.bar_id = vocab["Bar_None"]
-        self.bar_only_ids = self.type_mask["Bar"].nonzero()[0]
-        self.cache: dict[tuple, np.ndarray] = {}  # grammar state -> allowed ids: few hundred states
-        pos = sorted((int(t.split("_")[1]), i) for t, i in vocab.items() if t.startswith("Position_"))
-        self.pos_ids = np.array([i for _, i in pos])  # index = position value
-        self.position = {i: int(t.split("_")[1]) for t, i in vocab.items() if t.startswith("Position_")}
-        self.bar_len = {i: int(t[8:].split("/")[0]) * tk.POSITIONS_PER_BEAT
-                        for t, i in vocab.items() if t.startswith("TimeSig_")}
-        self.tempo_mask = self.type_mask.get("Tempo", np.zeros(n, bool))
-
-
-class RowState:
-    """Where one sequence stands in the grammar."""
-
-    def __init__(self, g: Grammar):
-        self.prev = "Style"
-        self.pos, self.bar_len, self.ts_id = -1, 4 * tk.POSITIONS_PER_BEAT, None
-        self.struck: list[int] = []  # pitch ids already played at this position
-        self.bars, self.in_bar = 0, 0
-        self.hold_tempo, self.has_tempo = False, False  # once a tempo is set, no Tempo token follows
-        self.ban = bytearray(len(g.types))  # 1 for the struck pitches: cheap to set from Python
-        self.banned = np.frombuffer(self.ban, dtype=np.uint8)  # the same bytes, for `draw`
-
-    def copy(self, g: Grammar) -> RowState:
-        other = RowState(g)
-        other.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("ban", "banned")})
-        other.struck = list(self.struck)
-        other.ban[:] = self.ban
-        return other
-
-    def update(self, g: Grammar, tok: int) -> None:
-        kind = g.types[tok]
-        if kind == "Pitch":
-            self.struck.append(tok)
-            self.ban[tok] = 1
-        elif kind in ("Bar", "Position"):
-            for p in self.struck:
-                self.ban[p] = 0
-            self.struck = []
-            if kind == "Bar":
-                self.bars, self.pos, self.in_bar = self.bars + 1, -1, 0
-            else:
-                self.pos = g.position[tok]
-        elif kind == "TimeSig":
-            self.ts_id, self.bar_len = tok, g.bar_len[tok]
-        elif kind == "Tempo":
-            self.has_tempo = True
-        if kind in Grammar.NEXT:
-            self.prev = kind
-        self.in_bar += 1
-
-    def allowed(self, g: Grammar) -> np.ndarray:
-        """Sorted ids of the tokens that may come next, before the struck pitches are banned."""
-        if self.in_bar > MAX_TOKENS_PER_BAR and self.prev in ("Duration", "TimeSig", "Tempo"):
-            return g.bar_only_ids
-        key = (self.prev, self.ts_id if self.prev == "Bar" else None, self.pos, self.bar_len,
-               self.hold_tempo and self.has_tempo)
-        ids = g.cache.get(key)
-        if ids is None:
-            ids = g.cache[key] = self._allowed_ids(g)
-        return ids
-
-    def _allowed_ids(self, g: Grammar) -> np.ndarray:
-        m = g.allowed[self.prev].copy()
-        if self.prev == "Bar" and self.ts_id is not None:  # keep the meter once it is set
-            m[:] = False
-            m[self.ts_id] = True
-        m[g.pos_ids[:self.pos + 1]] = False
-        m[g.pos_ids[self.bar_len:]] = False
-        if self.hold_tempo and self.has_tempo:
-            m[g.tempo_mask] = False
-        return m.nonzero()[0]
 
 
 class Generator:
@@ -203,6 +127,7 @@ class Generator:
             # A GRU step is a few small matmuls: one thread is as fast as two, and two threads
             # spin against any other busy process (measured: 63 instead of 7,000 tok/s).
             torch.set_num_threads(1)
+        self.checkpoint = Path(checkpoint)
         self.model, self.tokenizer, self.config = load_checkpoint(checkpoint, self.device)
         self.step = GRUStep(self.model)  # model.step's numbers in three quarters of the time
         self.grammar = Grammar(self.tokenizer)
@@ -249,21 +174,14 @@ class Generator:
         seed = tk.read_midi(seed) if seed is not None else None  # once: its key is read below too
         seed_ids, notes = self.seed_tokens(seed, cfg.seed_bars) if seed is not None else ([], [])
         prime = [self.tokenizer.vocab[tk.style_token(cfg.style)]] + seed_ids
-        rows = [RowState(self.grammar)]
-        rows[0].hold_tempo = not cfg.vary_tempo
-        for t in prime[1:]:
-            rows[0].update(self.grammar, t)
-        rows += [rows[0].copy(self.grammar) for _ in range(cfg.variations - 1)]
-        n_seed_bars = rows[0].bars
-        t_prime = time.perf_counter()
-        logits, h = self._prime(prime, cfg.variations)
-        t_loop = time.perf_counter()
-        new = self._sample(logits, h, rows, cfg, n_seed_bars)
-        t_prime, t_loop = t_loop - t_prime, time.perf_counter() - t_loop
-        tokens = [seed_ids + row for row in new]
+        per = cfg.candidates if cfg.end else 1
+        run = self.sample_after(prime, cfg, cfg.variations * per)
+        tokens = [seed_ids + row for row in run.new]
         scores = [tk.decode(self.tokenizer, ids) for ids in tokens]
+        if cfg.end:  # of each variation's takes, the one whose last bar ends it best
+            tokens, scores = self._endings(tokens, scores, run.seed_bars + cfg.bars - 1, per)
         starts = tk.bar_starts(scores[0], scores[0].end() + 1)
-        split = int(starts[min(n_seed_bars, len(starts) - 1)]) if n_seed_bars else 0
+        split = int(starts[min(run.seed_bars, len(starts) - 1)]) if run.seed_bars else 0
         if cfg.tempo:
             for s in scores:
                 s.tempos = [symusic.Tempo(0, float(cfg.tempo))]
@@ -275,8 +193,43 @@ class Generator:
             s.key_signatures = [key] if key else []
         if seed is None:
             notes.append(f"composed from scratch in the style: {cfg.style}")
-        return Generation(scores, split, sum(len(r) for r in new), time.perf_counter() - t0,
-                          self.device, tokens, notes, prime_seconds=t_prime, sample_seconds=t_loop)
+        if cfg.end:
+            notes.append(f"ended: the best closing of {per} takes per variation")
+        return Generation(scores, split, sum(len(r) for r in run.new), time.perf_counter() - t0,
+                          self.device, tokens, notes, prime_seconds=run.prime_seconds,
+                          sample_seconds=run.sample_seconds)
+
+    @torch.no_grad()
+    def sample_after(self, prime: list[int], cfg: SampleConfig, batch: int, meter: int | None = None,
+                     keep_state: bool = False) -> Sampled:
+        """`batch` rows of cfg.bars new bars after the token ids `prime` (style token first); the
+        meter token `meter` (a TimeSig id) holds for them where given, else the prime's last one."""
+        rows = [RowState(self.grammar)]
+        rows[0].hold_tempo = not cfg.vary_tempo
+        for t in prime[1:]:
+            rows[0].update(self.grammar, t)
+        if meter is not None:
+            rows[0].ts_id, rows[0].bar_len = meter, self.grammar.bar_len[meter]
+        rows += [rows[0].copy(self.grammar) for _ in range(batch - 1)]
+        seed_bars = rows[0].bars
+        t0 = time.perf_counter()
+        logits, h = self._prime(prime, batch)
+        t1 = time.perf_counter()
+        new, h_end, lp_bar = self._sample(logits, h, rows, cfg, seed_bars, keep_state)
+        return Sampled(new, seed_bars, h_end, lp_bar, t1 - t0, time.perf_counter() - t1)
+
+    def _endings(self, tokens: list[list[int]], scores: list[symusic.Score], last_bar: int,
+                 per: int) -> tuple[list[list[int]], list[symusic.Score]]:
+        """Per variation, of its `per` takes the one whose bar `last_bar` the ending model finds most
+        final (ties: the first), with its last chord held to the bar line."""
+        from musicgen.ending import hold_last_chord, load_ending
+
+        model = load_ending(self.checkpoint)
+        keep = []
+        for v in range(len(scores) // per):
+            group = range(v * per, (v + 1) * per)
+            keep.append(max(group, key=lambda i: (model.score(scores[i], last_bar), -i)))
+        return [tokens[i] for i in keep], [hold_last_chord(scores[i], last_bar) for i in keep]
 
     def _prime(self, prime: list[int], B: int) -> tuple[np.ndarray, torch.Tensor]:
         """Read the style token and the seed in one pass: next-token logits (B, V), state (L, B, H)."""
@@ -285,7 +238,9 @@ class Generator:
         return logits, h.repeat(1, B, 1)  # every variation starts from the primed state
 
     def _sample(self, logits: np.ndarray, h: torch.Tensor, rows: list[RowState], cfg: SampleConfig,
-                start_bars: int) -> list[list[int]]:
+                start_bars: int, keep_state: bool = False):
+        """(new ids per row, and with keep_state the state (L, B, H) after each row's last token and
+        the log-probability it gave the bar line that closed the row; else None, None)."""
         g, B = self.grammar, len(rows)
         rng = np.random.default_rng(cfg.seed)
         on_cpu = self.device == "cpu"  # then no copies: the logits' memory is read in place
@@ -295,6 +250,8 @@ class Generator:
         done = [False] * B
         allowed = [g.bar_only_ids] * B  # the continuation opens a fresh bar
         banned = [r.banned for r in rows]
+        h_end = h.clone() if keep_state else None
+        lp_bar = np.zeros(B) if keep_state else None
         for step in range(cfg.bars * (MAX_TOKENS_PER_BAR + 1)):
             if step % 256 == 0:  # two uniforms per row and step, drawn in blocks, as floats
                 uniforms = rng.random((256, 2 * B)).tolist()
@@ -303,6 +260,9 @@ class Generator:
                 tok = nxt[b]
                 if not done[b] and tok == g.bar_id and rows[b].bars - start_bars >= cfg.bars:
                     done[b] = True
+                    if keep_state:
+                        h_end[:, b] = h[:, b]
+                        lp_bar[b] = _log_softmax(logits[b])[tok]
                 if done[b]:
                     feed_np[b] = self.tokenizer.pad_token_id
                     continue
@@ -314,7 +274,28 @@ class Generator:
                 break
             step_logits, h = self.step(feed if on_cpu else feed.to(self.device), h)
             logits = step_logits.numpy() if on_cpu else step_logits.float().cpu().numpy()
-        return out
+        else:  # a row that never closed its last bar (MAX_TOKENS_PER_BAR): its state as it stands
+            if keep_state:
+                for b in range(B):
+                    if not done[b]:
+                        h_end[:, b] = h[:, b]
+        return out, h_end, lp_bar
+
+
+@dataclass
+class Sampled:
+    """What Generator.sample_after made: new ids per row and where they leave the GRU."""
+    new: list[list[int]]
+    seed_bars: int  # bars in the prime
+    h_end: torch.Tensor | None  # (L, B, H) after each row's last token (keep_state only)
+    lp_bar: np.ndarray | None  # log p of the bar line that closed each row (keep_state only)
+    prime_seconds: float
+    sample_seconds: float
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    z = x.astype(np.float64) - x.max()
+    return z - np.log(np.exp(z).sum())
 
 
 def pick(logits: np.ndarray, allowed: list[np.ndarray], banned: list[np.ndarray], cfg: SampleConfig,

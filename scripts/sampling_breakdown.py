@@ -20,7 +20,8 @@ from unittest import mock
 
 import musicgen.sample as sample
 from musicgen.bench import example_seed, gru_ceiling
-from musicgen.sample import Generator, RowState, SampleConfig
+from musicgen.grammar import RowState
+from musicgen.sample import Generator, SampleConfig
 
 
 def per_token_us(gen: Generator, seed, cfg: SampleConfig) -> tuple[float, list[int]]:

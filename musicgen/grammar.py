@@ -1,0 +1,103 @@
+"""REMI's grammar as the sampler keeps it: which token may come next in each row.
+
+Masking the logits with it is why every output decodes to valid MIDI with zero token errors
+at any temperature; it also holds a meter and a tempo where asked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from musicgen import tokenizer as tk
+
+MAX_TOKENS_PER_BAR = 512  # a bar this dense is forced to end: generation always terminates
+
+
+class Grammar:
+    """Which token may follow: REMI's type order, rising positions, no pitch twice at a time."""
+
+    NEXT = {"Style": {"Bar"}, "Bar": {"TimeSig"}, "TimeSig": {"Position", "Bar"},
+            "Position": {"Tempo", "Pitch"}, "Tempo": {"Pitch", "Position", "Bar"},
+            "Pitch": {"Velocity"}, "Velocity": {"Duration"}, "Duration": {"Pitch", "Position", "Bar"}}
+
+    def __init__(self, tokenizer):
+        vocab = tokenizer.vocab
+        n = len(vocab)
+        self.types = [""] * n
+        for token, i in vocab.items():
+            self.types[i] = token.split("_", 1)[0]
+        self.type_mask = {t: np.array([x == t for x in self.types]) for t in set(self.types)}
+        self.allowed = {t: np.logical_or.reduce([self.type_mask.get(x, np.zeros(n, bool)) for x in nxt])
+                        for t, nxt in self.NEXT.items()}
+        self.bar_id = vocab["Bar_None"]
+        self.bar_only_ids = self.type_mask["Bar"].nonzero()[0]
+        self.cache: dict[tuple, np.ndarray] = {}  # grammar state -> allowed ids: few hundred states
+        pos = sorted((int(t.split("_")[1]), i) for t, i in vocab.items() if t.startswith("Position_"))
+        self.pos_ids = np.array([i for _, i in pos])  # index = position value
+        self.position = {i: int(t.split("_")[1]) for t, i in vocab.items() if t.startswith("Position_")}
+        self.bar_len = {i: int(t[8:].split("/")[0]) * tk.POSITIONS_PER_BEAT
+                        for t, i in vocab.items() if t.startswith("TimeSig_")}
+        self.tempo_mask = self.type_mask.get("Tempo", np.zeros(n, bool))
+
+
+class RowState:
+    """Where one sequence stands in the grammar."""
+
+    def __init__(self, g: Grammar):
+        self.prev = "Style"
+        self.pos, self.bar_len, self.ts_id = -1, 4 * tk.POSITIONS_PER_BEAT, None
+        self.struck: list[int] = []  # pitch ids already played at this position
+        self.bars, self.in_bar = 0, 0
+        self.hold_tempo, self.has_tempo = False, False  # once a tempo is set, no Tempo token follows
+        self.ban = bytearray(len(g.types))  # 1 for the struck pitches: cheap to set from Python
+        self.banned = np.frombuffer(self.ban, dtype=np.uint8)  # the same bytes, for `draw`
+
+    def copy(self, g: Grammar) -> RowState:
+        other = RowState(g)
+        other.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("ban", "banned")})
+        other.struck = list(self.struck)
+        other.ban[:] = self.ban
+        return other
+
+    def update(self, g: Grammar, tok: int) -> None:
+        kind = g.types[tok]
+        if kind == "Pitch":
+            self.struck.append(tok)
+            self.ban[tok] = 1
+        elif kind in ("Bar", "Position"):
+            for p in self.struck:
+                self.ban[p] = 0
+            self.struck = []
+            if kind == "Bar":
+                self.bars, self.pos, self.in_bar = self.bars + 1, -1, 0
+            else:
+                self.pos = g.position[tok]
+        elif kind == "TimeSig":
+            self.ts_id, self.bar_len = tok, g.bar_len[tok]
+        elif kind == "Tempo":
+            self.has_tempo = True
+        if kind in Grammar.NEXT:
+            self.prev = kind
+        self.in_bar += 1
+
+    def allowed(self, g: Grammar) -> np.ndarray:
+        """Sorted ids of the tokens that may come next, before the struck pitches are banned."""
+        if self.in_bar > MAX_TOKENS_PER_BAR and self.prev in ("Duration", "TimeSig", "Tempo"):
+            return g.bar_only_ids
+        key = (self.prev, self.ts_id if self.prev == "Bar" else None, self.pos, self.bar_len,
+               self.hold_tempo and self.has_tempo)
+        ids = g.cache.get(key)
+        if ids is None:
+            ids = g.cache[key] = self._allowed_ids(g)
+        return ids
+
+    def _allowed_ids(self, g: Grammar) -> np.ndarray:
+        m = g.allowed[self.prev].copy()
+        if self.prev == "Bar" and self.ts_id is not None:  # keep the meter once it is set
+            m[:] = False
+            m[self.ts_id] = True
+        m[g.pos_ids[:self.pos + 1]] = False
+        m[g.pos_ids[self.bar_len:]] = False
+        if self.hold_tempo and self.has_tempo:
+            m[g.tempo_mask] = False
+        return m.nonzero()[0]
