@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from musicgen.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from musicgen.config import check_number
 from musicgen.device import pick_device
 from musicgen.draw import NO_IDS, draw
+from musicgen.ending import hold_last_chord
 from musicgen.errors import MusicgenError
 from musicgen.grammar import MAX_TOKENS_PER_BAR, Grammar, RowState
 from musicgen.model import GRUStep
@@ -174,12 +175,20 @@ class Generator:
         seed = tk.read_midi(seed) if seed is not None else None  # once: its key is read below too
         seed_ids, notes = self.seed_tokens(seed, cfg.seed_bars) if seed is not None else ([], [])
         prime = [self.tokenizer.vocab[tk.style_token(cfg.style)]] + seed_ids
-        per = cfg.candidates if cfg.end else 1
-        run = self.sample_after(prime, cfg, cfg.variations * per)
+        if not cfg.end:
+            run = self.sample_after(prime, cfg, cfg.variations)
+        elif cfg.bars > 1:  # --end: the last bar comes after
+            run = self.sample_after(prime, replace(cfg, bars=cfg.bars - 1), cfg.variations)
+        else:
+            run = Sampled([[] for _ in range(cfg.variations)], 0, None, None, 0.0, 0.0)
+        if cfg.end:  # the last bar, `candidates` times after each variation: the one that ends it best
+            run.new = self._endings(prime, seed_ids, run.new, cfg)
+        run.seed_bars = sum(1 for t in seed_ids if t == self.grammar.bar_id)
         tokens = [seed_ids + row for row in run.new]
         scores = [tk.decode(self.tokenizer, ids) for ids in tokens]
-        if cfg.end:  # of each variation's takes, the one whose last bar ends it best
-            tokens, scores = self._endings(tokens, scores, run.seed_bars + cfg.bars - 1, per)
+        if cfg.end:
+            last = run.seed_bars + cfg.bars - 1
+            scores = [hold_last_chord(s, last) for s in scores]
         starts = tk.bar_starts(scores[0], scores[0].end() + 1)
         split = int(starts[min(run.seed_bars, len(starts) - 1)]) if run.seed_bars else 0
         if cfg.tempo:
@@ -194,7 +203,7 @@ class Generator:
         if seed is None:
             notes.append(f"composed from scratch in the style: {cfg.style}")
         if cfg.end:
-            notes.append(f"ended: the best closing of {per} takes per variation")
+            notes.append(f"ended: the last bar is the best closing of {cfg.candidates} tried")
         return Generation(scores, split, sum(len(r) for r in run.new), time.perf_counter() - t0,
                           self.device, tokens, notes, prime_seconds=run.prime_seconds,
                           sample_seconds=run.sample_seconds)
@@ -218,18 +227,21 @@ class Generator:
         new, h_end, lp_bar = self._sample(logits, h, rows, cfg, seed_bars, keep_state)
         return Sampled(new, seed_bars, h_end, lp_bar, t1 - t0, time.perf_counter() - t1)
 
-    def _endings(self, tokens: list[list[int]], scores: list[symusic.Score], last_bar: int,
-                 per: int) -> tuple[list[list[int]], list[symusic.Score]]:
-        """Per variation, of its `per` takes the one whose bar `last_bar` the ending model finds most
-        final (ties: the first), with its last chord held to the bar line."""
-        from musicgen.ending import hold_last_chord, load_ending
+    def _endings(self, prime: list[int], seed_ids: list[int], bodies: list[list[int]],
+                 cfg: SampleConfig) -> list[list[int]]:
+        """Each variation's new bars with a last bar added: of cfg.candidates sampled after them, the
+        one the ending model (musicgen.ending) finds most final (ties: the first)."""
+        from musicgen.ending import load_ending
 
         model = load_ending(self.checkpoint)
-        keep = []
-        for v in range(len(scores) // per):
-            group = range(v * per, (v + 1) * per)
-            keep.append(max(group, key=lambda i: (model.score(scores[i], last_bar), -i)))
-        return [tokens[i] for i in keep], [hold_last_chord(scores[i], last_bar) for i in keep]
+        out = []
+        for v, body in enumerate(bodies):
+            last = self.sample_after(prime + body, replace(cfg, bars=1, seed=(cfg.seed + 1 + v) % 2**32),
+                                     cfg.candidates)
+            takes = [body + row for row in last.new]
+            fit = [model.score(tk.decode(self.tokenizer, seed_ids + t), last.seed_bars) for t in takes]
+            out.append(takes[max(range(len(takes)), key=lambda i: (fit[i], -i))])
+        return out
 
     def _prime(self, prime: list[int], B: int) -> tuple[np.ndarray, torch.Tensor]:
         """Read the style token and the seed in one pass: next-token logits (B, V), state (L, B, H)."""

@@ -170,14 +170,22 @@ def test_shipped_ending_model_scores_a_final_tonic_above_a_dominant():
     assert model.score(cadence((48, 60, 64, 67))) > model.score(cadence((43, 59, 62, 65)))
 
 
-def test_end_keeps_the_take_the_ending_model_likes_best(gen, tmp_path):
+def test_end_adds_the_last_bar_the_ending_model_likes_best(gen, tmp_path):
     seed = write_score(tiny_piece(bars=4), tmp_path / "seed.mid")
-    plain = gen.generate(seed, SampleConfig(bars=2, seed=7, variations=5))
-    ended = gen.generate(seed, SampleConfig(bars=2, seed=7, end=True, candidates=5))
-    model, last = ending.load_ending(), 4 + 2 - 1
-    best = max(range(5), key=lambda i: (model.score(plain.scores[i], last), -i))
-    assert ended.tokens[0] == plain.tokens[best]
-    held = ending.hold_last_chord(plain.scores[best].copy(), last)
-    assert notes_of(ended.scores[0]) == notes_of(held)
+    ended = gen.generate(seed, SampleConfig(bars=3, seed=7, end=True, candidates=5, variations=2))
+    seed_ids, _ = gen.seed_tokens(seed)
+    prime = [gen.tokenizer.vocab[tk.style_token("any")]] + seed_ids
+    body = gen.sample_after(prime, SampleConfig(bars=2, seed=7), 2).new  # as without --end, 1 bar less
+    model, last = ending.load_ending(), 4 + 3 - 1
+    for v in range(2):
+        takes = gen.sample_after(prime + body[v], SampleConfig(bars=1, seed=7 + 1 + v), 5).new
+        fit = [model.score(tk.decode(gen.tokenizer, seed_ids + body[v] + t), last) for t in takes]
+        best = takes[max(range(5), key=lambda i: (fit[i], -i))]
+        assert ended.tokens[v] == seed_ids + body[v] + best
+        held = ending.hold_last_chord(tk.decode(gen.tokenizer, ended.tokens[v]), last)
+        assert notes_of(ended.scores[v]) == notes_of(held)
+        assert len(tk.bar_starts(ended.scores[v], ended.scores[v].end() + 1)) >= last + 1
+    one = gen.generate(seed, SampleConfig(bars=1, seed=7, end=True, candidates=3))
+    assert sum(t == gen.grammar.bar_id for t in one.tokens[0]) == 5
     with pytest.raises(MusicgenError, match="with --end"):
         SampleConfig(end=True, variations=20, candidates=16)
