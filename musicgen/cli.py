@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--end-pieces", type=int, default=30, help="pieces whose endings are compared")
     sr.add_argument("--end-bars", type=int, default=8,
                     help="new bars after the 8-bar seed, with and without --end")
+    sr.add_argument("--end-candidates", type=int, default=16, help="last bars --end tries")
     sr.add_argument("--seed", type=int, default=0)
     sr.add_argument("--json", default=None, help="also write the report here")
     sr.set_defaults(func=cmd_shape_report)

@@ -38,6 +38,29 @@ class Grammar:
         self.bar_len = {i: int(t[8:].split("/")[0]) * tk.POSITIONS_PER_BEAT
                         for t, i in vocab.items() if t.startswith("TimeSig_")}
         self.tempo_mask = self.type_mask.get("Tempo", np.zeros(n, bool))
+        self.pitch_class = np.full(n, -1, dtype=np.int64)  # of each Pitch token; -1 for the others
+        for t, i in vocab.items():
+            if t.startswith("Pitch_"):
+                self.pitch_class[i] = int(t.split("_")[1]) % 12
+
+    def key_bias(self, ids: list[int], strength: float, bars: int = 8) -> np.ndarray | None:
+        """Logit offsets (V,) that keep a continuation near the pitch classes of the last `bars`
+        bars of `ids`: strength * log((n_c + 1) / (n_max + 1)) on each Pitch token of class c, where
+        n_c counts that class's notes there; 0 for the most used class and for every other token.
+        None when strength is 0 or there are no notes to read a key from."""
+        if not strength:
+            return None
+        ids = np.asarray(ids, dtype=np.int64)
+        bar_at = np.flatnonzero(ids == self.bar_id)
+        window = ids[bar_at[-bars]:] if len(bar_at) >= bars else ids
+        pcs = self.pitch_class[window]
+        counts = np.bincount(pcs[pcs >= 0], minlength=12).astype(np.float64)
+        if not counts.sum():
+            return None
+        bias = np.zeros(len(self.types), dtype=np.float32)
+        is_pitch = self.pitch_class >= 0
+        bias[is_pitch] = strength * np.log((counts[self.pitch_class[is_pitch]] + 1) / (counts.max() + 1))
+        return bias
 
 
 class RowState:

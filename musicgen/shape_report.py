@@ -129,7 +129,7 @@ def ending_rows(gen: Generator, ref: symusic.Score, cfg: SampleConfig, seed_bars
 
 def report(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str = "", pieces: int = 0,
            fills: int = 2, candidates: tuple[int, ...] = (1, 4, 16), end_pieces: int = 30,
-           end_bars: int = 8, seed: int = 0) -> dict:
+           end_bars: int = 8, seed: int = 0, end_candidates: int = 16) -> dict:
     """The whole report as a JSON-ready dict."""
     checkpoint = Path(checkpoint)
     _, tokenizer, config = load_checkpoint(checkpoint, "cpu")
@@ -153,7 +153,8 @@ def report(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str = "", pieces: 
             skipped.append(f"{piece.path}: {e}")
         if len(endings) < end_pieces:
             endings.append({"piece": piece.path,
-                            **ending_rows(gen, ref, replace(cfg, variations=1), FILL[0] - 1, end_bars)})
+                            **ending_rows(gen, ref, replace(cfg, variations=1, candidates=end_candidates),
+                                         FILL[0] - 1, end_bars)})
     methods = ["copy"] + [f"infill_{k}" for k in candidates]
     share = {name: float(np.mean([bool(e[name]) for e in endings])) if endings else float("nan")
              for name in ("plain", "end", "real")}
@@ -162,7 +163,8 @@ def report(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str = "", pieces: 
             "closeness_to_real_join": {m: closeness(infills, m) for m in methods},
             "gain_over_plain": {m: paired(infills, m) for m in methods if m != "infill_1"},
             "real_join": {k: coherence.band([p["real"][0][k] for p in infills]) for k in JOINS},
-            "endings": {"n": len(endings), "bars": end_bars, "share_tonic_last_bar": share},
+            "endings": {"n": len(endings), "bars": end_bars, "candidates": end_candidates,
+                        "share_tonic_last_bar": share},
             "per_piece": {"infill": infills, "endings": endings},
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -182,14 +184,15 @@ def format_report(rep: dict) -> str:
         cells = [f"{key} {c['mean']:+.3f} ± {c['se']:.3f} ({c['share_closer']:.0%})" for key, c in by.items()]
         lines.append(f"    {method:<12}" + "  ".join(cells))
     e = rep["endings"]
-    lines.append(f"endings: last bar holds the tonic chord, {e['n']} pieces, {e['bars']} new bars after 8")
+    lines.append(f"endings: last bar holds the tonic chord, {e['n']} pieces, {e['bars']} new bars after 8, "
+                 f"--end trying {e['candidates']} last bars")
     lines += [f"    {name:<12}{share:>8.0%}" for name, share in e["share_tonic_last_bar"].items()]
     return "\n".join(lines)
 
 
 def main(args) -> int:
     rep = report(args.checkpoint, args.data, args.pieces, args.fills, tuple(args.candidates),
-                 args.end_pieces, args.end_bars, args.seed)
+                 args.end_pieces, args.end_bars, args.seed, args.end_candidates)
     print(format_report(rep))
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=1, default=float) + "\n")

@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import symusic
 from conftest import make_score, tiny_piece, write_score
@@ -253,3 +254,25 @@ def test_gru_step_matches_the_module_step(n_layer):
             got, h = step(idx, h)
             assert got.shape == (3, 40) and h.shape == (n_layer, 3, 16)
             assert torch.allclose(got, ref, atol=1e-5) and torch.allclose(h, h_ref, atol=1e-6)
+
+
+def test_key_bias_weighs_each_pitch_class_by_its_count_in_the_last_bars(gen):
+    g, v = gen.grammar, gen.tokenizer.vocab
+    bar, ts = v["Bar_None"], v["TimeSig_4/4"]
+    old = [bar, ts, v["Pitch_61"]]  # a C# nine bars back: outside the window
+    recent = [t for _ in range(8) for t in (bar, ts, v["Pitch_60"], v["Pitch_72"], v["Pitch_67"])]
+    bias = g.key_bias(old + recent, 0.5)
+    assert bias[v["Pitch_48"]] == 0 and bias[v["Bar_None"]] == 0  # C: the most used class
+    assert bias[v["Pitch_55"]] == pytest.approx(0.5 * np.log(9 / 17))  # G: 8 of C's 16
+    assert bias[v["Pitch_61"]] == pytest.approx(0.5 * np.log(1 / 17))  # C#: none in the window
+    assert g.key_bias(recent, 0.0) is None and g.key_bias([bar, ts], 1.0) is None
+
+
+def test_a_strong_key_hold_keeps_every_new_pitch_in_the_seeds_classes(gen, tmp_path):
+    seed = write_score(make_score([(i * 0.5, 0.5, p, 80) for i, p in enumerate([60, 64, 67, 72] * 16)]),
+                       tmp_path / "triad.mid")
+    result = gen.generate(seed, SampleConfig(bars=4, seed=2, key_hold=10.0, temperature=1.5, top_p=1.0))
+    new = [n.pitch % 12 for n in result.scores[0].tracks[0].notes if n.time >= result.split_tick]
+    assert new and set(new) <= {0, 4, 7}
+    free = gen.generate(seed, SampleConfig(bars=4, seed=2, temperature=1.5, key_hold=0.0))
+    assert {n.pitch % 12 for n in free.scores[0].tracks[0].notes if n.time >= free.split_tick} - {0, 4, 7}
