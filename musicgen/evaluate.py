@@ -41,6 +41,7 @@ class EvalConfig:
     sample_seed: int = 0  # piece i is continued with seed sample_seed + i: fixed, varied
     pieces: int = 0  # at most this many test pieces (in path order); 0: all
     split: str = "test"  # "val" to tune sampling defaults without touching the test pieces
+    corpus: str = ""  # only the held-out pieces of this corpus folder (piano-midi-de: the old 32); "": all
     temperature: float = 0.0  # sampling temperature for the continuations; 0: SampleConfig's default
     top_p: float = 0.0  # nucleus for the continuations; 0: SampleConfig's default
     key_hold: float = -1.0  # pull toward the seed's pitch classes (SampleConfig.key_hold); -1: its default
@@ -241,6 +242,10 @@ def evaluate(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str = "",
     roots = data_root(config, data)
     corpus, _ = load_corpus(roots, tokenizer)
     train, test = split_pieces(corpus.pieces, config, "train"), split_pieces(corpus.pieces, config, cfg.split)
+    if cfg.corpus:
+        test = [p for p in test if p.corpus == cfg.corpus]
+        if not test:
+            raise MusicgenError(f"no {cfg.split} pieces from a corpus folder named {cfg.corpus!r}")
     if cfg.pieces:
         test = test[:cfg.pieces]
     t0 = time.perf_counter()

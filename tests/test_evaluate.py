@@ -228,3 +228,10 @@ def test_paper_table_runs_end_to_end_on_a_tiny_folder(tiny_corpus, tmp_path):
         ("lookup-39", "random"), ("lookup-39", "piece")]
     assert table["data"]["pieces"] == {"train": 6, "val": 1, "test": 1}
     assert (tmp_path / "table.md").read_text().startswith("| run |")
+
+
+def test_corpus_limits_the_held_out_pieces_to_one_corpus_folder(tiny_run, tiny_corpus):
+    cfg = EvalConfig(seed_bars=2, bars=4, ngram_order=2, corpus=tiny_corpus.name)
+    assert len(evaluate(tiny_run / "best", cfg=cfg)["test_pieces"]) == 2
+    with pytest.raises(MusicgenError, match="no test pieces from a corpus folder named 'pop909'"):
+        evaluate(tiny_run / "best", cfg=EvalConfig(corpus="pop909"))
