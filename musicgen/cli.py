@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="held-out metrics of a checkpoint against baselines")
     e.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
-    e.add_argument("--data", default="", help="the corpus the checkpoint was trained on")
+    e.add_argument("--data", nargs="*", default=[], help="the corpora the checkpoint was trained on "
+                   "(default: the folders its config records)")
     add_dataclass_args(e, EvalConfig)
     e.add_argument("--json", default=None, help="also write the report here")
     e.set_defaults(func=cmd_evaluate)
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sr = sub.add_parser("shape-report", help="infill joins and --end endings on the held-out pieces")
     sr.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
-    sr.add_argument("--data", default="", help="the corpus the checkpoint was trained on")
+    sr.add_argument("--data", nargs="*", default=[], help="the corpora the checkpoint was trained on")
     sr.add_argument("--pieces", type=int, default=0, help="only the first N test pieces (0: all)")
     sr.add_argument("--fills", type=int, default=2, help="fills per piece and method")
     sr.add_argument("--candidates", type=int, nargs="+", default=[1, 4, 16],

@@ -233,7 +233,7 @@ def measure(cont, seed, cfg: EvalConfig, index: metrics.CopyIndex) -> dict:
             **coherence.measures(seed, cont, cfg.bars, cfg.seed_bars)}
 
 
-def evaluate(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str = "",
+def evaluate(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str | list = "",
              cfg: EvalConfig | None = None) -> dict:
     """The whole report as a JSON-ready dict."""
     cfg = cfg or EvalConfig()

@@ -127,7 +127,7 @@ def ending_rows(gen: Generator, ref: symusic.Score, cfg: SampleConfig, seed_bars
     return out
 
 
-def report(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str = "", pieces: int = 0,
+def report(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str | list = "", pieces: int = 0,
            fills: int = 2, candidates: tuple[int, ...] = (1, 4, 16), end_pieces: int = 30,
            end_bars: int = 8, seed: int = 0, end_candidates: int = 16) -> dict:
     """The whole report as a JSON-ready dict."""
