@@ -1,8 +1,9 @@
 """The web app's logic beyond glue: the form's limits, seed checks, length estimates, per-request
-output folders on a disk budget, one job per browser session, rendering the variations, and the
-per-session undo history.
+output folders on a disk budget and one job per browser session.
 
-app.py holds only the layout and thin handlers that call into here.
+app.py holds only the layout and thin handlers. The rest of the app: app_jobs.py (a request checked,
+composed and written), app_render.py (drawing it, streamed), app_session.py (the results a session
+keeps and the piece built from them), app_page.py (what each component shows).
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -30,7 +29,7 @@ from musicgen import tokenizer as tk
 from musicgen.config import check_number
 from musicgen.errors import MusicgenError
 from musicgen.resources import EXAMPLES_DIR
-from musicgen.sample import TEMPO_OVERRIDE_RANGE, clip_from
+from musicgen.sample import TEMPO_OVERRIDE_RANGE
 
 log = logging.getLogger("musicgen.app")
 
@@ -46,7 +45,6 @@ MAX_UNDO = 20  # results kept per session for Undo
 SCRATCH_SECONDS_PER_BAR = (1.10, 1.73)
 MAX_VARIATIONS = 4
 SEED_RANGE = 2**31  # random seeds are drawn below this, so they fit any int field
-RENDER_SEED_BARS = 4  # the player, roll and score start this many seed bars before the new music
 MAX_QUEUE = 8  # requests waiting beyond these are told the app is busy (Gradio's queue)
 CONCURRENT_JOBS = 2  # requests composed at once: one per core
 
@@ -117,7 +115,7 @@ def checked(component, name: str):
     return component
 
 
-_running: set[str] = set()  # browser sessions with a job under way
+_running: dict[str, object] = {}  # browser session -> a token for its job under way
 _running_lock = threading.Lock()
 
 
@@ -128,79 +126,31 @@ def one_job_per_session(session: str | None):
     if session is None:  # no session to count against (a direct call)
         yield
         return
-    key = session
+    token = object()
     with _running_lock:
-        if key in _running:
+        if session in _running:
             raise gr.Error("Your previous request is still being composed: wait for it to finish, "
                            "then try again.")
-        _running.add(key)
+        _running[session] = token
     try:
         yield
     finally:
         with _running_lock:
-            _running.discard(key)
+            if _running.get(session) is token:  # not a job started after a Stop released this one
+                del _running[session]
 
 
-@dataclass
-class Variation:
-    """The files made for one variation; audio/roll/sheet are None when it has no notes."""
-
-    midi: Path  # the whole piece: seed and continuation
-    shown: symusic.Score | None = None  # what the player, roll and score show: the new bars and a few before
-    shown_split: int = 0  # where the new bars start in `shown` (ticks)
-    wav: Path | None = None  # written only when asked for (make_wav): 85% of a request's bytes otherwise
-    mp3: Path | None = None
-    musicxml: Path | None = None
-    roll: Path | None = None
-    svg: Path | None = None
-    sounds_like: str = ""  # "Sounds like: chopin 57%, liszt 35%"; empty without a classifier
-
-    def downloads(self) -> list[str]:
-        """MIDI, MusicXML (and WAV once made) paths that exist, for a download list."""
-        return [str(p) for p in (self.midi, self.musicxml, self.wav) if p is not None]
+def session_running(session: str | None) -> bool:
+    """Whether the session has a job under way."""
+    with _running_lock:
+        return session in _running
 
 
-@dataclass
-class Result:
-    """One press of Generate or Continue: what it started from and what it made."""
-
-    seed_midi: str | None  # the seed file it continued (None: from scratch)
-    variations: list[Variation]
-    status: str
-    random_seed: int
-
-
-@dataclass
-class History:
-    """Per-session results: the one shown and the ones Undo goes back to."""
-
-    current: Result | None = None
-    past: list[Result] = field(default_factory=list)
-
-    def push(self, result: Result) -> None:
-        """Show a new result; the shown one becomes undoable."""
-        if self.current is not None:
-            self.past = (self.past + [self.current])[-MAX_UNDO:]
-        self.current = result
-
-    def chosen(self, choice: str | int | None) -> Variation:
-        """The shown result's variation numbered choice (1-based; out of range: the nearest)."""
-        if self.current is None:
-            raise MusicgenError("generate something first")
-        n = len(self.current.variations)
-        return self.current.variations[min(max(int(choice or 1), 1), n) - 1]
-
-    def undo(self) -> Result:
-        """Go back to the previous result."""
-        if not self.past:
-            raise MusicgenError("nothing to undo")
-        previous = self.past[-1]
-        files = [v.midi for v in previous.variations] + [Path(previous.seed_midi)] * bool(previous.seed_midi)
-        if not all(f.exists() for f in files):
-            raise MusicgenError("the previous result has expired; generate again")
-        self.past = self.past[:-1]
-        self.current = previous
-        return previous
+def release_session(session: str | None) -> None:
+    """Stop: the session may start its next job at once. Its stopped job ends at its next update
+    (the piece of work under way finishes in the background; nothing new starts)."""
+    with _running_lock:
+        _running.pop(session, None)
 
 
 @contextmanager
@@ -227,6 +177,7 @@ def read_seed(path: str | Path | None) -> symusic.Score | None:
         return None
     if not isinstance(path, (str, Path)):
         raise MusicgenError("the seed must be a MIDI file uploaded to this app")
+    check_midi_name(path)
     real = Path(path).resolve()
     roots = [Path(get_upload_folder()).resolve(), EXAMPLES_DIR.resolve(), APP_ROOT.resolve()]
     if not any(real.is_relative_to(root) for root in roots):
@@ -235,12 +186,21 @@ def read_seed(path: str | Path | None) -> symusic.Score | None:
     return tk.read_midi(real)
 
 
+def check_midi_name(path: str | Path) -> None:
+    """Refuse a file whose name does not say MIDI (a photo or a recording dropped by mistake)."""
+    name = Path(path).name
+    if Path(name).suffix.lower() not in tk.MIDI_SUFFIXES:
+        raise MusicgenError(f"{name} is not a MIDI file: the seed must be a .mid or .midi file (to hear "
+                            "which composer a recording sounds like, use the Analyze tab)")
+
+
 @functools.lru_cache(maxsize=64)
 def seed_facts(path: str) -> tuple[str, float, float]:
     """(one-line summary, quarter notes per bar, tempo in qpm) at the end of a seed file.
 
     Cached: the estimate updates on every slider move, and upload paths never change content.
     """
+    check_midi_name(path)
     score = tk.read_midi(path)
     if tk.prepare(score).note_num() == 0:
         raise MusicgenError("the seed has no playable piano notes (drum tracks are ignored); "
@@ -308,83 +268,9 @@ def new_request_dir(max_bytes: int = MAX_DISK_BYTES, max_age: float = MAX_AGE_SE
 
 
 def output_stem(seed_midi: str | None, style: str) -> str:
-    """A short, safe file-name stem: the seed's name (minus our -vN suffix) or scratch-STYLE."""
+    """A short, safe file-name stem: the seed's name (minus our -takeN-vN and -pieceN suffixes) or
+    scratch-STYLE."""
     stem = Path(seed_midi).stem if seed_midi else f"scratch-{style}"
-    stem = re.sub(r"(-v\d+)+$", "", stem)
+    stem = re.sub(r"(-take\d+|-v\d+|-piece\d+)+$", "", stem)
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:40]
     return stem or "musicgen"
-
-
-def shown_part(score: symusic.Score, split_tick: int) -> tuple[symusic.Score, int]:
-    """(the new bars with the RENDER_SEED_BARS seed bars before them, where the new bars start):
-    what a listener wants to hear first, and a bound on what a long seed costs to render."""
-    starts = tk.bar_starts(score, max(split_tick, 1))
-    before = starts[starts < split_tick]
-    cut = int(before[-RENDER_SEED_BARS]) if len(before) > RENDER_SEED_BARS else 0
-    return (clip_from(score, cut) if cut else score), split_tick - cut
-
-
-def render_variations(scores: list[symusic.Score], split_tick: int, folder: Path, stem: str,
-                      title: str, soundfont: str | Path | None, progress=None) -> list[Variation]:
-    """Write the MIDI of every variation, and MP3, sheet and roll of its shown part, in parallel."""
-    from musicgen.render import render_all
-
-    def one(i: int, score: symusic.Score) -> Variation:
-        name = f"{stem}-v{i + 1}"
-        v = Variation(midi=folder / f"{name}.mid")
-        v.midi.write_bytes(tk.to_midi_bytes(score))
-        if score.note_num() == 0:
-            return v
-        v.shown, v.shown_split = shown_part(score, split_tick)
-        v.mp3, v.musicxml = folder / f"{name}.mp3", folder / f"{name}.musicxml"
-        v.roll, v.svg = folder / f"{name}-roll.png", folder / f"{name}.svg"
-        render_all(v.shown, mp3=v.mp3, svg=v.svg, roll=v.roll, musicxml=v.musicxml,
-                   soundfont=soundfont, split_tick=v.shown_split or None,
-                   title=f"{title} (variation {i + 1})" if len(scores) > 1 else title)
-        v.sounds_like = style_line(v.shown, name)
-        return v
-
-    out: list[Variation | None] = [None] * len(scores)
-    with ThreadPoolExecutor(max_workers=len(scores)) as pool:
-        futures = {pool.submit(one, i, s): i for i, s in enumerate(scores)}
-        for done, future in enumerate(as_completed(futures), 1):
-            out[futures[future]] = future.result()
-            if progress is not None:
-                progress(0.3 + 0.7 * done / len(scores), desc=f"Rendered {done} of {len(scores)}")
-    return out
-
-
-def make_wav(v: Variation, soundfont: str | Path | None) -> Path:
-    """The WAV of what the player plays, written the first time it is asked for."""
-    from musicgen.render import render_audio, write_wav
-
-    if v.shown is None:
-        raise MusicgenError("this variation has no notes to render")
-    if v.wav is None or not v.wav.exists():
-        wav = v.midi.with_suffix(".wav")
-        write_wav(render_audio(v.shown, soundfont), wav)
-        v.wav = wav
-    return v.wav
-
-
-def style_line(score: symusic.Score, name: str) -> str:
-    """'Sounds like: chopin 57%, liszt 35%' for a score (rendered as the critic was trained);
-    empty without a classifier or a verdict."""
-    from musicgen.critic import classify_score, load_classifier, sounds_like
-
-    start = time.perf_counter()
-    try:
-        result = classify_score(score, load_classifier())
-    except MusicgenError as e:  # no classifier folder, or too short/silent to judge: omit the line
-        log.info("no style line for %s: %s", name, e)
-        return ""
-    log.info("classified %s in %.2f s", name, time.perf_counter() - start)
-    line = sounds_like(result)
-    return line[:1].upper() + line[1:]
-
-
-def sheet_html(svg: Path | None) -> str:
-    """The engraved score for a gr.HTML: white paper, scrollable inside the component."""
-    if svg is None or not svg.exists():
-        return "<p class='sheet-empty'>No notes to engrave.</p>"
-    return f"<div class='sheet'>{svg.read_text(encoding='utf-8')}</div>"

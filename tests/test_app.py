@@ -142,7 +142,8 @@ BAD_SEEDS = {  # id -> (file name, its bytes, words the error must contain)
                            "damaged or cut short"),
     "five-byte-delta": ("delta.mid", lambda: hostile.midi(b"\xff\xff\xff\xff\xff\x90\x3c\x40"),
                         "damaged or cut short"),
-    "wrong-extension": ("seed.txt", EXAMPLE.read_bytes, "Invalid file type"),
+    "wrong-extension": ("seed.txt", EXAMPLE.read_bytes, "seed.txt is not a MIDI file"),
+    "a-photo": ("photo.png", lambda: b"\x89PNG\r\n\x1a\n" + bytes(64), "photo.png is not a MIDI file"),
 }
 
 
@@ -242,26 +243,27 @@ def test_length_estimate_is_a_range_when_the_model_picks_the_tempo():
 # ---- hostile use through the API (issue 18) ---------------------------------------------------
 
 API_ORDER = ["seed_midi", "style", "seed_bars", "bars", "variations", "temperature", "top_k", "top_p",
-             "greedy_mix", "repetition_penalty", "random_seed", "seed", "tempo", "soundfont", "vary_tempo"]
+             "greedy_mix", "repetition_penalty", "random_seed", "seed", "tempo", "soundfont", "vary_tempo",
+             "whole_piece", "end"]
 NUMERIC = {"seed_bars": "Seed bars to use", "bars": "New bars", "variations": "Variations",
            "temperature": "Temperature", "top_k": "Top-k", "top_p": "Top-p", "greedy_mix": "Greedy mix",
            "repetition_penalty": "Repetition penalty", "seed": "Seed", "tempo": r"Tempo override \(BPM\)"}
 
 
 def raw_generate(url: str, **settings) -> tuple[str, dict]:
-    """(SSE event, its data) of /generate called over plain HTTP: JSON may carry NaN and Infinity
-    there, which gradio_client refuses to send."""
+    """(last SSE event, its data) of /generate called over plain HTTP: JSON may carry NaN and
+    Infinity there, which gradio_client refuses to send."""
     defaults = {"seed_midi": None, "style": "any", "seed_bars": 0, "bars": 2, "variations": 1,
                 "temperature": 0.9, "top_k": 0, "top_p": 0.9, "greedy_mix": 0.0, "repetition_penalty": 1.0,
                 "random_seed": False, "seed": 0, "tempo": 0, "soundfont": "fluidr3-grand-piano",
-                "vary_tempo": False}
+                "vary_tempo": False, "whole_piece": False, "end": False}
     data = [{**defaults, **settings}[k] for k in API_ORDER]
     r = httpx.post(f"{url}gradio_api/call/generate", content=json.dumps({"data": data}),
                    headers={"content-type": "application/json"}, timeout=30)
     r.raise_for_status()
     lines = httpx.get(f"{url}gradio_api/call/generate/{r.json()['event_id']}", timeout=120).text.split("\n")
-    event = next(x for x in lines if x.startswith("event:")).split(": ", 1)[1]
-    return event, json.loads(next(x for x in lines if x.startswith("data:")).split(": ", 1)[1])
+    event = [x for x in lines if x.startswith("event:")][-1].split(": ", 1)[1]
+    return event, json.loads([x for x in lines if x.startswith("data:")][-1].split(": ", 1)[1])
 
 
 @pytest.mark.parametrize("field", list(NUMERIC))
@@ -295,13 +297,12 @@ def test_a_wav_is_written_only_when_asked_for(client):
     files = result[2 + 3]
     assert not any(str(f).endswith(".wav") for f in files)
     # the page's "Make a WAV" button is a private event; the library call behind it is what it runs
-    from musicgen import app_logic
-    from musicgen.app_logic import Variation
+    from musicgen.app_render import View, make_wav
 
     shown = symusic.Score(str(next(f for f in files if str(f).endswith(".mid"))))
-    v = Variation(midi=Path(files[0]).parent / "wav-test.mid", shown=shown)
-    wav = app_logic.make_wav(v, None)
-    assert wav.read_bytes()[:4] == b"RIFF" and v.downloads()[-1] == str(wav)
+    view = View(shown, None, Path(files[0]).parent / "wav-test", "t")
+    wav = make_wav(view, None)
+    assert wav.read_bytes()[:4] == b"RIFF" and view.files()[-1] == str(wav)
 
 
 def test_analyze_one_three_hour_note_answers_and_the_app_keeps_serving(client, tmp_path):
@@ -319,3 +320,94 @@ def test_the_style_list_shows_full_names_and_the_api_takes_folder_names(client):
     assert shown == {"Any style": "any", "Ludwig van Beethoven": "beeth", "Pop (POP909)": "pop",
                      "New Folder": "new_folder"}
     assert "beeth" in client.predict(None, style="beeth", **SCRATCH)[1]
+
+
+# ---- streaming, views, names, ending and infill (issues 19 and 20) ---------------------------------
+
+SATIE = ROOT / "assets" / "examples" / "satie-gymnopedie-1.mid"  # 16 bars of 3/4
+
+
+def test_generate_streams_the_midi_first_then_each_variation_as_it_is_drawn(client):
+    job = client.submit(handle_file(EXAMPLE), **{**QUICK, "bars": 4, "variations": 2})
+    final = job.result(timeout=120)
+    updates = job.outputs()
+    first = updates[0]
+    assert first[1].startswith("**Composed; drawing it now:**") and "tok/s" in first[1]
+    assert len(midi_downloads_of(first)) == 2  # the MIDI of both variations at once
+    assert first[2] is None and first[2 + PER_SLOT] is None  # no audio yet
+    assert len(updates) >= 6  # rolls, audio, sheets and verdicts arrive one by one
+    assert_good(final, variations=2)
+    assert final == updates[-1] and final[1].startswith("**Done.**")
+
+
+def midi_downloads_of(result) -> list[str]:
+    slots = result[2:2 + PER_SLOT * N_SLOTS]
+    files = [str(f) for i in range(N_SLOTS) for f in (slots[PER_SLOT * i + 3] or [])]
+    return [f for f in files if f.endswith(".mid")]
+
+
+def musicxml_measures(result) -> list[int]:
+    """The bar numbers of the first variation's score (numbered as in the whole piece)."""
+    xml = next(Path(f) for f in result[2 + 3] if str(f).endswith(".musicxml")).read_text()
+    return [int(n) for n in re.findall(r'<measure[^>]* number="(\d+)"', xml)]
+
+
+def api_parameters(client, endpoint: str) -> list[str]:
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"][endpoint]
+    return [p["parameter_name"] for p in info["parameters"]]
+
+
+def test_the_new_bars_are_shown_from_four_seed_bars_before_and_the_whole_piece_on_request(client):
+    settings = {**QUICK, "bars": 2, "random_seed": False, "seed": 3}
+    new = client.predict(handle_file(SATIE), **settings)
+    whole = client.predict(handle_file(SATIE), whole_piece=True, **settings)
+    assert_good(new) and assert_good(whole)
+    assert musicxml_measures(new)[0] == 13  # bars 13-16 of the seed, then the new ones
+    assert musicxml_measures(whole)[0] == 1 and musicxml_measures(whole)[-1] == musicxml_measures(new)[-1]
+    assert Path(midi_downloads(new)[0]).read_bytes() == Path(midi_downloads(whole)[0]).read_bytes()
+
+
+def test_every_result_of_a_session_has_its_own_file_names(client):
+    names = [Path(midi_downloads(client.predict(handle_file(EXAMPLE), **QUICK))[0]).name for _ in range(2)]
+    assert names[0] != names[1]
+    assert all(re.fullmatch(r"bach-chorale-bwv66-take\d+-v1\.mid", n) for n in names), names
+
+
+def test_end_the_piece_is_the_last_parameter_of_generate_and_closes_the_piece(client):
+    assert api_parameters(client, "/generate")[-2:] == ["whole_piece", "end"]
+    result = client.predict(handle_file(EXAMPLE), end=True, **QUICK)
+    assert_good(result)
+    assert "ended: the last bar is the best closing" in result[1]
+
+
+def notes_outside(score: symusic.Score, lo: int, hi: int) -> list[tuple[int, int, int]]:
+    return sorted((n.time, n.duration, n.pitch) for t in score.tracks for n in t.notes
+                  if not lo <= n.time < hi)
+
+
+def test_infill_rewrites_the_chosen_bars_and_keeps_every_other_bar(client):
+    result = client.predict(handle_file(SATIE), bars="5-8", variations=2, random_seed=False, seed=4,
+                            api_name="/infill")
+    assert_good(result, variations=2)
+    assert result[1].startswith("**Done.** bars 5–8 of satie-gymnopedie-1.mid rewritten")
+    original = symusic.Score(str(SATIE))
+    bar = original.tpq * 3  # 3/4
+    for midi in midi_downloads(result):
+        out = symusic.Score(str(midi))
+        assert notes_outside(out, 4 * bar, 8 * bar) == notes_outside(original, 4 * bar, 8 * bar)
+        assert notes_outside(out, 0, 4 * bar) != notes_outside(original, 0, 4 * bar)  # bars 5-8 are new
+        assert out.end() <= 16 * bar + original.tpq * 4  # as many bars as before
+    bars = musicxml_measures(result)
+    assert bars[0] == 1 and 12 <= bars[-1] <= 13  # the 4 new bars and 4 on each side
+    assert api_parameters(client, "/infill")[:2] == ["piece_midi", "bars"]
+
+
+@pytest.mark.parametrize("bars, words", [
+    ("nine", "bars must be a range like 9-12"),
+    ("12-9", "bars must be a range like 9-12"),
+    ("15-20", "the piece has 16 bars: choose bars between 1 and 16"),
+], ids=["words", "backwards", "past-the-end"])
+def test_infill_bad_bars_get_a_sentence_and_the_app_keeps_serving(client, bars, words):
+    with pytest.raises(AppError, match=f"(?i){words}"):
+        client.predict(handle_file(SATIE), bars=bars, api_name="/infill")
+    assert_good(client.predict(handle_file(SATIE), bars="2", variations=1, api_name="/infill"))

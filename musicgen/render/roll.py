@@ -16,14 +16,27 @@ DPI = 100
 MARGINS_PX = {"left": 42, "right": 10, "bottom": 34, "top": 20}  # room for axis labels and legend
 
 
+def time_axis(midi: str | Path | symusic.Score, width_px: int = 1200) -> tuple[float, float, float]:
+    """Where a roll's time axis lies: (left edge, right edge) as fractions of the image's width,
+    and the quarter notes it spans, from 0 to the end of the last note."""
+    score = read_midi(midi)
+    ends = [n.end for t in score.tracks if not t.is_drum for n in t.notes]
+    return MARGINS_PX["left"] / width_px, 1 - MARGINS_PX["right"] / width_px, max(ends, default=0) / score.tpq
+
+
 def midi_to_roll_png(
     midi: str | Path | symusic.Score,
     path: str | Path,
     split_tick: int | None = None,
     width_px: int = 1200,
     height_px: int = 400,
-) -> None:
-    """Draw the notes as a piano roll (x: bars, y: pitch) into a PNG of exactly width_px x height_px."""
+    end_tick: int | None = None,
+    first_bar: int = 1,
+) -> tuple[float, float, float]:
+    """Draw the notes as a piano roll (x: bars, y: pitch) into a PNG of exactly width_px x height_px;
+    return where its time axis lies: (left edge, right edge) as fractions of the width, and the
+    quarter notes it spans (for a cursor drawn over the image). Notes from split_tick (up to
+    end_tick, where given) are the new music; bars are numbered from first_bar."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.collections import PolyCollection
@@ -61,6 +74,8 @@ def midi_to_roll_png(
     ax = fig.add_subplot()
 
     continuation = np.zeros(len(notes), bool) if split_tick is None else notes[:, 0] >= split_tick
+    if split_tick is not None and end_tick is not None:
+        continuation &= notes[:, 0] < end_tick
     base = np.where(continuation[:, None], to_rgb(CONTINUATION_COLOR), to_rgb(SEED_COLOR))
     shade = 0.25 + 0.75 * np.clip(vel, 1, 127)[:, None] / 127  # soft notes fade towards white
     colors = 1 - shade * (1 - base)
@@ -76,7 +91,7 @@ def midi_to_roll_png(
     downbeats = [t / tpq for t in score.get_downbeats() if t / tpq <= end_q + 1e-9]
     ax.vlines(downbeats, 0, 128, colors="#b8b8b8", linewidths=0.6, zorder=1)
     every = max(1, int(np.ceil(len(downbeats) * 28 / max(width_px - 52, 1))))
-    ax.set_xticks(downbeats[::every], [str(i + 1) for i in range(0, len(downbeats), every)])
+    ax.set_xticks(downbeats[::every], [str(first_bar + i) for i in range(0, len(downbeats), every)])
     ax.set_xlabel("bar", fontsize=9, labelpad=2)
 
     low, high = int(pitch.min()) - 2, int(pitch.max()) + 2
@@ -90,11 +105,13 @@ def midi_to_roll_png(
     ax.tick_params(labelsize=8, length=2, pad=2)
 
     if split_tick is not None:
-        ax.axvline(split_tick / tpq, color=CONTINUATION_COLOR, linestyle="--", linewidth=1.2, zorder=4)
+        for tick in (split_tick, end_tick):
+            if tick is not None:
+                ax.axvline(tick / tpq, color=CONTINUATION_COLOR, linestyle="--", linewidth=1.2, zorder=4)
         ax.legend(  # in the top margin, so it never hides notes
             handles=[
                 Patch(color=SEED_COLOR, label="seed"),
-                Patch(color=CONTINUATION_COLOR, label="continuation"),
+                Patch(color=CONTINUATION_COLOR, label="continuation" if end_tick is None else "rewritten"),
             ],
             loc="lower right",
             bbox_to_anchor=(1, 1),
@@ -105,3 +122,4 @@ def midi_to_roll_png(
             handlelength=1.2,
         )
     fig.savefig(str(path), dpi=DPI, format="png")
+    return time_axis(score, width_px)

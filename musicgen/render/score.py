@@ -24,6 +24,7 @@ STEPS_PER_QUARTER = 4  # a 16th grid: fine enough for piano pieces, and never a 
 SPLIT_PITCH = 60  # middle C and above go to the treble staff
 NOTATABLE = (16, 12, 8, 6, 4, 3, 2, 1)  # lengths in 16ths written without a tie, whole to 16th
 CONTINUATION_COLOR = "#d9480f"
+TEMPO_MARK_STEP = 0.04  # a tempo change of 4% or more gets a new metronome mark
 SCALE = 40  # verovio zoom in percent: staff spaces of ~7 px, comfortable in a browser
 # Krumhansl-Kessler key profiles (major, minor), tonic first.
 MAJOR_PROFILE = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
@@ -102,9 +103,11 @@ def spell(pitch: int, sharps: int) -> tuple[str, int, int]:
 
 
 def staff_chunks(
-    notes: list[tuple[int, int, int]], bar_len: int, n_bars: int, split: int | None, compound: bool = False
+    notes: list[tuple[int, int, int]], bar_len: int, n_bars: int, split: int | None, compound: bool = False,
+    end: int | None = None,
 ) -> list[list[Chunk]]:
-    """One staff's notes as written chords and rests, per bar, split at barlines and into tie-free lengths."""
+    """One staff's notes as written chords and rests, per bar, split at barlines and into tie-free
+    lengths; notes from `split` (up to `end`, where given) are the new music."""
     onsets: dict[int, list[tuple[int, int]]] = {}
     for start, end, pitch in notes:
         onsets.setdefault(start, []).append((end, pitch))
@@ -134,7 +137,7 @@ def staff_chunks(
             tie = None
             if pitches and len(pieces) > 1:
                 tie = "start" if i == 0 else "stop" if i == len(pieces) - 1 else "continue"
-            continuation = split is not None and start >= split
+            continuation = split is not None and start >= split and (end is None or start < end)
             bars[bar].append(Chunk(offset, length, pitches, tie, continuation))
     return bars
 
@@ -194,8 +197,32 @@ def _chord(c: Chunk, sharps: int, key_alter: dict[str, int], accidentals: dict[t
     return element
 
 
-def build_score(midi: str | Path | symusic.Score, title: str = "musicgen", split_tick: int | None = None):
-    """A music21 Score (grand staff, quantised, key and metre from the MIDI) ready for MusicXML."""
+def tempo_marks(score: symusic.Score) -> dict[int, list[tuple[int, int]]]:
+    """{bar index: [(offset in 16ths, quarter notes per minute)]}: the first tempo (120 if none),
+    then each bar's last change that moves the tempo by TEMPO_MARK_STEP or more from the last
+    mark written (on the 16th grid of the first meter): a played rubato is not written bar by bar."""
+    num, den = time_signature(score)
+    bar_len, step = num * 16 // den, score.tpq / STEPS_PER_QUARTER
+    marks: dict[int, list[tuple[int, int]]] = {}
+    written = None
+    for t in sorted(score.tempos, key=lambda t: t.time) or [symusic.Tempo(0, 120.0)]:
+        qpm = round(t.qpm)
+        if written is not None and abs(qpm - written) < TEMPO_MARK_STEP * written:
+            continue
+        at = round(t.time / step) if written is not None else 0  # the first tempo opens the piece
+        bar, offset = divmod(at, bar_len)
+        marks[bar] = [(offset, qpm)]
+        written = qpm
+    return marks
+
+
+def build_score(midi: str | Path | symusic.Score, title: str = "musicgen", split_tick: int | None = None,
+                end_tick: int | None = None, first_bar: int = 1):
+    """A music21 Score (grand staff, quantised, key and metre from the MIDI) ready for MusicXML.
+
+    Notes from split_tick on are the new music (coloured, after a labelled double bar); with
+    end_tick they stop being new there (rewritten bars inside a piece). Bars are numbered from
+    first_bar (a part cut out of a longer piece keeps the piece's numbers)."""
     from music21 import bar, clef, expressions, instrument, key, layout, metadata, meter, note, stream, tempo
 
     score = read_midi(midi)
@@ -206,11 +233,12 @@ def build_score(midi: str | Path | symusic.Score, title: str = "musicgen", split
     bar_len = num * 16 // den
     n_bars = -(-max(end for _, end, _ in notes) // bar_len)
     split = None if split_tick is None else round(split_tick / score.tpq * STEPS_PER_QUARTER)
+    end = None if end_tick is None else round(end_tick / score.tpq * STEPS_PER_QUARTER)
     sharps = key_sharps(score, notes)
     key_alter = {
         step: (1 if sharps > 0 else -1) for step in ("FCGDAEB" if sharps > 0 else "BEADGCF")[: abs(sharps)]
     }
-    qpm = round(score.tempos[0].qpm) if len(score.tempos) else 120
+    marks = tempo_marks(score)
 
     out = stream.Score()
     out.metadata = metadata.Metadata(title=title)
@@ -221,9 +249,9 @@ def build_score(midi: str | Path | symusic.Score, title: str = "musicgen", split
         piano.partId = "P1"  # music21 would pick a random id: same MIDI, same MusicXML
         part.insert(0, piano)
         staff = [n for n in notes if (n[2] >= SPLIT_PITCH) == treble]
-        chunks = staff_chunks(staff, bar_len, n_bars, split, compound=den == 8 and num % 3 == 0)
+        chunks = staff_chunks(staff, bar_len, n_bars, split, compound=den == 8 and num % 3 == 0, end=end)
         for i, bar_chunks in enumerate(chunks):
-            m = stream.Measure(number=i + 1)
+            m = stream.Measure(number=first_bar + i)
             if i == 0:
                 m.append(
                     [
@@ -232,16 +260,19 @@ def build_score(midi: str | Path | symusic.Score, title: str = "musicgen", split
                         meter.TimeSignature(f"{num}/{den}"),
                     ]
                 )
-                if treble:
-                    m.insert(0, tempo.MetronomeMark(number=qpm, referent=1.0))
+            if treble:  # the tempo at the start, and a new mark wherever it changes
+                for at, qpm in marks.get(i, []):
+                    m.insert(at / STEPS_PER_QUARTER, tempo.MetronomeMark(number=qpm, referent=1.0))
             if split and i * bar_len <= split < (i + 1) * bar_len:
                 if split % bar_len == 0:
                     m.leftBarline = bar.Barline("double")
                 if treble:
-                    label = expressions.TextExpression("continuation")
+                    label = expressions.TextExpression("continuation" if end is None else "rewritten")
                     label.style.color = CONTINUATION_COLOR
                     label.placement = "above"
                     m.insert((split % bar_len) / STEPS_PER_QUARTER, label)
+            if end and i * bar_len == end:  # the rewritten bars end on a bar line
+                m.leftBarline = bar.Barline("double")
             accidentals: dict[tuple[str, int], int] = {}  # alterations in force in this bar
             empty = all(not c.pitches for c in bar_chunks)
             if empty:
@@ -258,7 +289,7 @@ def build_score(midi: str | Path | symusic.Score, title: str = "musicgen", split
         part.makeBeams(inPlace=True)
         out.insert(0, part)
     out.insert(0, layout.StaffGroup(staves, symbol="brace", barTogether=True))
-    if split:
+    if split and end is None:
         seed = expressions.TextExpression("seed")
         seed.placement = "above"
         staves[0].getElementsByClass(stream.Measure).first().insert(0, seed)
@@ -266,14 +297,17 @@ def build_score(midi: str | Path | symusic.Score, title: str = "musicgen", split
 
 
 def musicxml_text(
-    midi: str | Path | symusic.Score, title: str = "musicgen", split_tick: int | None = None
+    midi: str | Path | symusic.Score, title: str = "musicgen", split_tick: int | None = None,
+    end_tick: int | None = None, first_bar: int = 1,
 ) -> str:
-    """MusicXML for the score, without music21's default 'Music21' composer."""
+    """MusicXML for the score (build_score's marks and numbers), without music21's default
+    'Music21' composer."""
     from music21.musicxml.m21ToXml import ScoreExporter
 
     # makeNotation=False: we built complete measures, beams and accidentals already, and
     # music21's makeNotation pass (a deep copy plus re-quantising) costs most of the time.
-    root = ScoreExporter(build_score(midi, title, split_tick), makeNotation=False).parse()
+    score = build_score(midi, title, split_tick, end_tick, first_bar)
+    root = ScoreExporter(score, makeNotation=False).parse()
     for ident in root.iter("identification"):
         for creator in ident.findall("creator"):
             ident.remove(creator)
@@ -304,30 +338,44 @@ def midi_to_svg(
 
 def musicxml_to_svg(xml: str, page_width: int = 1000) -> str:
     """Engrave MusicXML text with verovio as one SVG page_width pixels wide."""
+    return engrave(xml, (page_width,))[0][0]
+
+
+def engrave(xml: str, page_widths: tuple[int, ...] = (1000,)) -> tuple[list[str], list[tuple[float, str]]]:
+    """(one SVG per page width, the onsets): the MusicXML engraved by verovio at each width (the
+    same element ids in all of them), and [(quarter notes from the start, "id id ...")] of the
+    notes struck at each onset, for a player's cursor."""
     global _TOOLKIT
     try:
         import verovio
     except ImportError as err:
         raise ImportError("engraving scores needs verovio: pip install verovio") from err
+    svgs = []
     with _TOOLKIT_LOCK:
         if _TOOLKIT is None:
             _TOOLKIT = verovio.toolkit()
-        _TOOLKIT.setOptions(
-            {
-                "scale": SCALE,
-                "pageWidth": page_width * 100 // SCALE,
-                "pageHeight": 60000,  # verovio's maximum: one tall page for most pieces
-                "adjustPageHeight": True,
-                "footer": "none",
-                "spacingSystem": 10,
-                "breaks": "auto",
-                "xmlIdSeed": 1,  # element ids from a fixed seed: same MusicXML, same SVG
-            }
-        )
-        if not _TOOLKIT.loadData(xml):
-            raise RuntimeError("verovio could not read the MusicXML built from this MIDI")
-        pages = [_TOOLKIT.renderToSVG(i) for i in range(1, _TOOLKIT.getPageCount() + 1)]
-    return pages[0] if len(pages) == 1 else _stack_pages(pages)
+        for i, width in enumerate(page_widths):
+            _TOOLKIT.setOptions(
+                {
+                    "scale": SCALE,
+                    "pageWidth": width * 100 // SCALE,
+                    "pageHeight": 60000,  # verovio's maximum: one tall page for most pieces
+                    "adjustPageHeight": True,
+                    "footer": "none",
+                    "spacingSystem": 10,
+                    "breaks": "auto",
+                    "xmlIdSeed": 1,  # element ids from a fixed seed: same MusicXML, same SVG
+                }
+            )
+            if i == 0 and not _TOOLKIT.loadData(xml):
+                raise RuntimeError("verovio could not read the MusicXML built from this MIDI")
+            if i > 0:
+                _TOOLKIT.redoLayout()  # the same document (and ids), broken into narrower systems
+            pages = [_TOOLKIT.renderToSVG(p) for p in range(1, _TOOLKIT.getPageCount() + 1)]
+            svg = pages[0] if len(pages) == 1 else _stack_pages(pages)
+            svgs.append(re.sub(r"\n\s*", "", svg))  # verovio's indentation: 40% of the bytes
+        onsets = [(float(e["qstamp"]), " ".join(e["on"])) for e in _TOOLKIT.renderToTimemap() if e.get("on")]
+    return svgs, onsets
 
 
 def _stack_pages(pages: list[str]) -> str:
