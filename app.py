@@ -4,7 +4,8 @@ MIDI sounds like.
 
 `python app.py` serves it on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860).
 The `generate` API endpoint takes the seed MIDI file first (None: from scratch); every
-other parameter has a default. The `classify` endpoint takes one audio or MIDI file.
+other parameter has a default. `infill` takes a piece MIDI and the bars to rewrite ("9-12"), and
+`classify` one audio or MIDI file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from musicgen import app_page as page
 from musicgen.app_render import RENDER_SEED_BARS
 from musicgen.app_session import History
 from musicgen.critic import AUDIO_SUFFIXES, classify_file, load_classifier, sounds_like
+from musicgen.infill import infill as infill_bars
 from musicgen.render import list_soundfonts
 from musicgen.resources import EXAMPLES_DIR, PACKAGE
 from musicgen.sample import SampleConfig, load_generator
@@ -51,17 +53,14 @@ def compose(seed, cfg: SampleConfig):
 
 def fill(piece, first: int, stop: int, cfg: SampleConfig):
     """Sample new bars first..stop-1 of the piece."""
-    from musicgen.infill import infill
-
-    return infill(load_generator(), piece, first, stop, cfg)
+    return infill_bars(load_generator(), piece, first, stop, cfg)
 
 
 if spaces is not None and os.environ.get("SPACES_ZERO_GPU"):
     compose, fill = spaces.GPU(duration=120)(compose), spaces.GPU(duration=120)(fill)
 
 
-# The form's settings, in the order of the generate endpoint's parameters after the seed MIDI; all
-# but random_seed, soundfont and whole_piece (the app's own) are SampleConfig fields.
+# generate's parameters after the seed MIDI, named as the form's components (app_jobs checks them)
 SETTINGS = ("style", "seed_bars", "bars", "variations", "temperature", "top_k", "top_p", "greedy_mix",
             "repetition_penalty", "random_seed", "seed", "tempo", "soundfont", "vary_tempo", "whole_piece",
             "end")
@@ -130,11 +129,6 @@ def switch_view(whole: bool, history, soundfont, request: gr.Request = None):
         yield [result.status(), *page.variation_values(result)]
         for _ in page.draw(result, SOUNDFONTS.get(soundfont)):
             yield [result.status(), *page.variation_values(result)]
-
-
-def preview_seed(path, soundfont=FIRST_SOUNDFONT):
-    """The seed to hear and see before composing."""
-    return page.seed_preview(path, SOUNDFONTS.get(soundfont))
 
 
 def idle(history, request: gr.Request = None):
@@ -298,22 +292,24 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                         piece_status = gr.Markdown("Keep the takes you like: each one is added to your "
                                                    "piece, and **Compose** then continues the piece.",
                                                    elem_id="piece-status")
-                        with gr.Column(elem_classes="player", visible=False) as piece_box:
-                            piece_audio = gr.Audio(label="Your piece", type="filepath", interactive=False,
-                                                   buttons=["download"], elem_classes="result-audio",
-                                                   waveform_options=NATIVE_PLAYER)
-                            piece_roll = gr.Image(show_label=False, type="filepath", interactive=False,
-                                                  buttons=[], elem_classes="result-roll")
-                            piece_sheet = gr.HTML(label="Sheet music", show_label=True, container=True,
-                                                  max_height=460, elem_classes="result-sheet",
-                                                  js_on_load=None)
-                        piece_files = gr.File(label="Download your piece: MIDI, MusicXML",
-                                              file_count="multiple", interactive=False,
-                                              elem_classes="result-files", elem_id="piece-files")
-                        with gr.Row(equal_height=True):
-                            piece_parts = gr.Dropdown([], label="Part", scale=3, elem_id="piece-parts")
-                            remove_btn = gr.Button("Remove this part", scale=1, elem_id="remove-part")
-                            piece_wav_btn = gr.Button("Make a WAV to download", scale=1, elem_id="piece-wav")
+                        with gr.Column(visible=False) as piece_box:  # once there is a piece
+                            with gr.Column(elem_classes="player"):
+                                piece_audio = gr.Audio(label="Your piece", type="filepath", interactive=False,
+                                                       buttons=["download"], elem_classes="result-audio",
+                                                       waveform_options=NATIVE_PLAYER)
+                                piece_roll = gr.Image(show_label=False, type="filepath", interactive=False,
+                                                      buttons=[], elem_classes="result-roll")
+                                piece_sheet = gr.HTML(label="Sheet music", show_label=True, container=True,
+                                                      max_height=460, elem_classes="result-sheet",
+                                                      js_on_load=None)
+                            piece_files = gr.File(label="Download your piece: MIDI, MusicXML",
+                                                  file_count="multiple", interactive=False,
+                                                  elem_classes="result-files", elem_id="piece-files")
+                            with gr.Row(equal_height=True):
+                                piece_parts = gr.Dropdown([], label="Part", scale=3, elem_id="piece-parts")
+                                remove_btn = gr.Button("Remove this part", scale=1, elem_id="remove-part")
+                                piece_wav_btn = gr.Button("Make a WAV to download", scale=1,
+                                                          elem_id="piece-wav")
 
         with gr.Tab("Analyze", id="analyze", elem_id="analyze-tab"):
             gr.Markdown("Which composer does a piano piece sound like? Upload a recording or a MIDI file "
@@ -386,7 +382,8 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                "show_progress_on": [status], **private}
     preview_outputs = [seed_audio, seed_roll, seed_data, status, tabset]
     for trigger in (seed_file.upload, seed_file.clear, examples.load_input_event.then):
-        trigger(preview_seed, [seed_file, soundfont], preview_outputs, **preview)
+        trigger(lambda path, sf: page.seed_preview(path, SOUNDFONTS.get(sf)), [seed_file, soundfont],
+                preview_outputs, **preview)
 
 # Beyond CONCURRENT_JOBS running and MAX_QUEUE waiting, a request is told at once that the app is
 # busy; a second request from a session whose first still runs is turned away by its handler.
