@@ -195,7 +195,12 @@ def fit(roots: list[Path], seed: int = 0) -> EndingModel:
         data[split] = (np.stack([x for x, _ in rows]), np.array([y for _, y in rows], dtype=np.float64))
     w = fit_logistic(*data["train"])
     x_val, y_val = data["val"]
-    info = {"corpora": [r.name for r in roots], "train_pieces": len(pieces["train"]),
+    from musicgen.train import CORPORA, weights_licence  # the credits the generator's weights carry
+
+    known = [CORPORA.get(r.name, (r.name, ("unknown",))) for r in roots]
+    info = {"corpora": [r.name for r in roots], "attribution": "; ".join(credit for credit, _ in known),
+            "licence": weights_licence([lic for _, lics in known for lic in lics]),
+            "train_pieces": len(pieces["train"]),
             "train_examples": int(len(data["train"][1])), "val_pieces": len(pieces["val"]),
             "val_auc": round(auc(x_val @ w, y_val), 4),
             "val_auc_last_vs_penultimate": round(_pair_auc(x_val @ w, y_val), 4)}
