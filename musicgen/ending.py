@@ -24,6 +24,7 @@ import symusic
 from musicgen import metrics
 from musicgen import tokenizer as tk
 from musicgen.coherence import estimate_key
+from musicgen.credits import CORPORA, weights_licence
 from musicgen.errors import MusicgenError
 from musicgen.resources import MODEL_DIR
 
@@ -195,8 +196,6 @@ def fit(roots: list[Path], seed: int = 0) -> EndingModel:
         data[split] = (np.stack([x for x, _ in rows]), np.array([y for _, y in rows], dtype=np.float64))
     w = fit_logistic(*data["train"])
     x_val, y_val = data["val"]
-    from musicgen.train import CORPORA, weights_licence  # the credits the generator's weights carry
-
     known = [CORPORA.get(r.name, (r.name, ("unknown",))) for r in roots]
     info = {"corpora": [r.name for r in roots], "attribution": "; ".join(credit for credit, _ in known),
             "licence": weights_licence([lic for _, lics in known for lic in lics]),

@@ -6,9 +6,10 @@ import pytest
 from conftest import write_corpus, write_manifest
 
 from musicgen import data
+from musicgen.credits import weights_licence
 from musicgen.data import Piece, assign_splits, corpus_splits, load_corpus, shared_works
 from musicgen.errors import MusicgenError
-from musicgen.train import StreamSampler, TrainConfig, WindowSampler, weights_licence
+from musicgen.train import StreamSampler, TrainConfig, WindowSampler
 
 NAMES = [f"{c}/p{i}.mid" for c in ("alpha", "beta") for i in range(6)]
 
