@@ -28,6 +28,7 @@ from musicgen.errors import MusicgenError
 from musicgen.evaluate import split_metrics
 from musicgen.model import GRULM, ModelConfig, count_params
 
+
 @dataclass
 class TrainConfig:
     data: tuple[str, ...] = ()  # corpus folders (composer = first folder level); none: music21's corpus
