@@ -22,7 +22,7 @@ from musicgen import app_page as page
 from musicgen.app_render import RENDER_SEED_BARS
 from musicgen.app_session import History
 from musicgen.critic import AUDIO_SUFFIXES, classify_file, load_classifier, sounds_like
-from musicgen.infill import infill as infill_bars
+from musicgen.infill import infill as rewrite_bars
 from musicgen.render import list_soundfonts
 from musicgen.resources import EXAMPLES_DIR, PACKAGE
 from musicgen.sample import SampleConfig, load_generator
@@ -53,7 +53,7 @@ def compose(seed, cfg: SampleConfig):
 
 def fill(piece, first: int, stop: int, cfg: SampleConfig):
     """Sample new bars first..stop-1 of the piece."""
-    return infill_bars(load_generator(), piece, first, stop, cfg)
+    return rewrite_bars(load_generator(), piece, first, stop, cfg)
 
 
 if spaces is not None and os.environ.get("SPACES_ZERO_GPU"):
@@ -77,9 +77,9 @@ def generate(seed_midi=None, style=UI.style, seed_bars=UI.seed_bars, bars=UI.bar
     """Continue the seed MIDI (None: compose from scratch); yield the MIDI at once, then each
     variation's roll, audio, sheet music and style line as they are drawn."""
     form = {k: v for k, v in locals().items() if k in SETTINGS}  # the API names its parameters
-    with logic.one_job_per_session(request and request.session_hash):
+    with logic.one_job_per_session(request and request.session_hash) as job:
         yield from compose_and_show(lambda h: app_jobs.continuation(compose, seed_midi, form, h, SOUNDFONTS),
-                                    form["soundfont"], history)
+                                    form["soundfont"], history, job)
 
 
 def infill(piece_midi=None, bars="1-4", style=UI.style, seed_bars=UI.seed_bars, variations=UI.variations,
@@ -89,12 +89,12 @@ def infill(piece_midi=None, bars="1-4", style=UI.style, seed_bars=UI.seed_bars, 
     """Rewrite bars of the piece MIDI ("9-12", numbered as in the file) to fit between the bars
     around them; yield like generate, each variation the whole piece with those bars replaced."""
     form = {k: v for k, v in locals().items() if k in INFILL_SETTINGS}
-    with logic.one_job_per_session(request and request.session_hash):
+    with logic.one_job_per_session(request and request.session_hash) as job:
         yield from compose_and_show(lambda h: app_jobs.rewrite(fill, piece_midi, bars, form, h, SOUNDFONTS),
-                                    form["soundfont"], history)
+                                    form["soundfont"], history, job)
 
 
-def compose_and_show(make, soundfont, history):
+def compose_and_show(make, soundfont, history, job):
     """One request's outputs, again after each piece is drawn: the seed used, the status, each
     variation's slot, the history."""
     history = history or History()
@@ -102,7 +102,9 @@ def compose_and_show(make, soundfont, history):
         result = make(history)
     history.push(result)
     yield [result.random_seed, result.status(), *page.variation_values(result), history]
-    for _ in page.draw(result, SOUNDFONTS.get(soundfont)):
+    for _ in page.draw(result, SOUNDFONTS.get(soundfont), job):
+        yield [result.random_seed, result.status(), *page.variation_values(result), history]
+    if result.stopped:  # the last word: what was kept
         yield [result.random_seed, result.status(), *page.variation_values(result), history]
 
 
@@ -112,9 +114,9 @@ def continue_from(choice, *form_and_history, request: gr.Request = None):
     if history is None or history.current is None:
         raise gr.Error("Compose something first, then continue from it.")
     seed_midi, form = str(history.chosen(choice).midi), dict(zip(SETTINGS, values))
-    with logic.one_job_per_session(request and request.session_hash):
+    with logic.one_job_per_session(request and request.session_hash) as job:
         make = lambda h: app_jobs.continuation(compose, seed_midi, form, h, SOUNDFONTS)
-        for outputs in compose_and_show(make, form["soundfont"], history):
+        for outputs in compose_and_show(make, form["soundfont"], history, job):
             yield [seed_midi, *outputs]
 
 
@@ -125,10 +127,11 @@ def switch_view(whole: bool, history, soundfont, request: gr.Request = None):
         return
     result = history.current
     result.whole, result.stopped = bool(whole), False
-    with logic.one_job_per_session(request and request.session_hash):
+    with logic.one_job_per_session(request and request.session_hash) as job:
         yield [result.status(), *page.variation_values(result)]
-        for _ in page.draw(result, SOUNDFONTS.get(soundfont)):
+        for _ in page.draw(result, SOUNDFONTS.get(soundfont), job):
             yield [result.status(), *page.variation_values(result)]
+        yield [result.status(), *page.variation_values(result)]
 
 
 def idle(history, request: gr.Request = None):
@@ -140,7 +143,7 @@ def idle(history, request: gr.Request = None):
 
 def stop(history, request: gr.Request = None):
     """Stop: what is drawn stays, the rest is dropped, Compose is back at once."""
-    logic.release_session(request and request.session_hash)
+    logic.stop_session(request and request.session_hash)
     return page.stop(history)
 
 

@@ -115,29 +115,38 @@ def checked(component, name: str):
     return component
 
 
-_running: dict[str, object] = {}  # browser session -> a token for its job under way
+class Job:
+    """One running job of a session: Stop sets `stopped` (the job ends at its next update, showing
+    what is finished); the job sets `done` when it has ended."""
+
+    def __init__(self):
+        self.stopped, self.done = threading.Event(), threading.Event()
+
+
+_running: dict[str, Job] = {}  # browser session -> its job under way
 _running_lock = threading.Lock()
 
 
 @contextmanager
 def one_job_per_session(session: str | None):
     """Refuse at once a second job from a session whose first is still running, so one client
-    cannot fill the workers with its own requests (its queued ones are turned away in turn)."""
-    if session is None:  # no session to count against (a direct call)
-        yield
-        return
-    token = object()
-    with _running_lock:
-        if session in _running:
-            raise gr.Error("Your previous request is still being composed: wait for it to finish, "
-                           "then try again.")
-        _running[session] = token
-    try:
-        yield
-    finally:
+    cannot fill the workers with its own requests (its queued ones are turned away in turn).
+    Yields the Job, which the work checks for Stop."""
+    job = Job()
+    if session is not None:
         with _running_lock:
-            if _running.get(session) is token:  # not a job started after a Stop released this one
-                del _running[session]
+            if session in _running:
+                raise gr.Error("Your previous request is still being composed: wait for it to finish, "
+                               "then try again.")
+            _running[session] = job
+    try:
+        yield job
+    finally:
+        job.done.set()
+        if session is not None:
+            with _running_lock:
+                if _running.get(session) is job:  # not a job started after a Stop released this one
+                    del _running[session]
 
 
 def session_running(session: str | None) -> bool:
@@ -146,11 +155,15 @@ def session_running(session: str | None) -> bool:
         return session in _running
 
 
-def release_session(session: str | None) -> None:
-    """Stop: the session may start its next job at once. Its stopped job ends at its next update
-    (the piece of work under way finishes in the background; nothing new starts)."""
+def stop_session(session: str | None, wait_sec: float = 3.0) -> None:
+    """Stop the session's job: it ends at its next update (the piece of work under way finishes
+    in the background, nothing new starts) and the session may start another at once. Waits up to
+    wait_sec for it to end, so what the page shows last is the stopped job's final state."""
     with _running_lock:
-        _running.pop(session, None)
+        job = _running.pop(session, None)
+    if job is not None:
+        job.stopped.set()
+        job.done.wait(wait_sec)
 
 
 @contextmanager

@@ -37,16 +37,24 @@ def variation_values(result: Result | None) -> list:
     return values
 
 
-def draw(result: Result, soundfont: str | Path | None):
+def draw(result: Result, soundfont: str | Path | None, job: logic.Job):
     """Render the result's views, then the style verdicts not made yet, yielding after each
-    finished piece (Stop closes it and marks the result stopped)."""
+    finished piece; Stop (the job's flag, or Gradio closing the handler) ends it there and marks
+    the result stopped."""
+    if job.stopped.is_set():  # stopped while it was being composed
+        result.stopped = True
+        return
+    stream = render(result.views(), soundfont,
+                    [v for v in result.variations if v.score is not None and not v.judged])
     try:
         with logic.user_errors("drawing the music"):
-            yield from render(result.views(), soundfont,
-                              [v for v in result.variations if v.score is not None and not v.judged])
-    except GeneratorExit:
-        result.stopped = True
-        raise
+            for _ in stream:
+                if job.stopped.is_set():
+                    break
+                yield
+    finally:
+        stream.close()  # nothing new starts
+        result.stopped = not result.finished()
 
 
 def seed_preview(path: str | None, soundfont: str | Path | None) -> list:
@@ -85,13 +93,19 @@ def piece_values(piece: Piece, status: str) -> list:
             piece]
 
 
-def draw_piece(piece: Piece, soundfont: str | Path | None, status: str):
-    """Yield the piece's outputs now, then after each piece of its drawing."""
+def draw_piece(piece: Piece, soundfont: str | Path | None, status: str, job: logic.Job):
+    """Yield the piece's outputs now, then after each piece of its drawing (until Stop)."""
     yield piece_values(piece, status)
     if piece.view is not None:
-        with logic.user_errors("drawing your piece"):
-            for _ in render([piece.view], soundfont):
-                yield piece_values(piece, status)
+        stream = render([piece.view], soundfont)
+        try:
+            with logic.user_errors("drawing your piece"):
+                for _ in stream:
+                    yield piece_values(piece, status)
+                    if job.stopped.is_set():
+                        break
+        finally:
+            stream.close()
 
 
 def rewrite_source(source, choice, seed_midi, history, variations):
@@ -153,12 +167,8 @@ def undo(history: History | None) -> list:
 
 
 def stop(history: History | None) -> list:
-    """The Stop button: what is drawn stays, the rest is dropped, Compose is back."""
-    result = history.current if history else None
-    if result is not None:
-        result.stopped = True
-    status = result.status() if result else "**Stopped.**"
-    return [status, *idle(history)]
+    """After Stop: the stopped result's status, Compose back."""
+    return [history.current.status() if history and history.current else "**Stopped.**", *idle(history)]
 
 
 def keep_take(choice, history: History | None, piece: Piece | None, soundfont: str | Path | None,
@@ -168,23 +178,23 @@ def keep_take(choice, history: History | None, piece: Piece | None, soundfont: s
         raise gr.Error("Compose something first, then keep the take you like.")
     piece = piece or Piece()
     number = min(max(int(choice or 1), 1), len(history.current.variations))
-    with logic.one_job_per_session(session):
+    with logic.one_job_per_session(session) as job:
         with logic.user_errors("keeping the take"):
             piece.keep(history.current, history.chosen(number), number)
         status = f"**Kept.** Your piece: {piece.summary()}. **Compose** now continues it."
-        yield from draw_piece(piece, soundfont, status)
+        yield from draw_piece(piece, soundfont, status, job)
 
 
 def remove_part(index, piece: Piece | None, soundfont: str | Path | None, session: str | None):
     """Take one part out of the piece."""
     if piece is None or not piece.segments:
         raise gr.Error("Your piece is empty: keep a take first.")
-    with logic.one_job_per_session(session):
+    with logic.one_job_per_session(session) as job:
         with logic.user_errors("removing the part"):
             piece.remove(int(index if index is not None else len(piece.segments) - 1))
         left = f"Your piece: {piece.summary()}." if piece.segments else "Your piece is empty."
         status = f"**Removed.** {left}"
-        yield from draw_piece(piece, soundfont, status)
+        yield from draw_piece(piece, soundfont, status, job)
 
 
 def piece_wav(piece: Piece | None, soundfont: str | Path | None) -> list[str]:

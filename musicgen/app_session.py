@@ -35,6 +35,11 @@ class Result:
         """The views the page shows, one per variation with notes."""
         return [view for v in self.variations if (view := v.view(self.whole)) is not None]
 
+    def finished(self) -> bool:
+        """Every view drawn and every variation judged."""
+        return (all(set(STAGES) <= v.done for v in self.views())
+                and all(v.judged for v in self.variations if v.score is not None))
+
     def status(self) -> str:
         """The status line: done, stopped, or how far the rendering has come."""
         views, made = self.views(), [v for v in self.variations if v.score is not None]
@@ -44,7 +49,7 @@ class Result:
         failed = sorted({f"{STAGE_NAMES[s]} of variation {i + 1}: {err}"
                          for i, v in enumerate(self.variations) if (view := v.view(self.whole))
                          for s, err in view.errors.items()})
-        finished = all(set(STAGES) <= v.done for v in views) and all(v.judged for v in made)
+        finished = self.finished()
         head = ("**Done.**" if finished else "**Stopped.** You keep what was finished:" if self.stopped
                 else "**Composed; drawing it now:**")
         line = f"{head} {self.summary}" if finished else f"{head} {', '.join(counts)}. {self.summary}"

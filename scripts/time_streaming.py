@@ -27,25 +27,25 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-# the generate endpoint's parameters after the seed, as app.SETTINGS orders them
+# the generate endpoint's parameters after the seed (each request sends those its app takes)
 ORDER = ["style", "seed_bars", "bars", "variations", "temperature", "top_k", "top_p", "greedy_mix",
-         "repetition_penalty", "random_seed", "seed", "tempo", "soundfont", "vary_tempo", "whole_piece"]
-DEFAULTS = {"style": "any", "seed_bars": 0, "temperature": 0.9, "top_k": 0, "top_p": 0.9, "greedy_mix": 0.0,
-            "repetition_penalty": 1.0, "random_seed": False, "tempo": 0, "soundfont": "fluidr3-grand-piano",
-            "vary_tempo": False, "whole_piece": False}
+         "repetition_penalty", "random_seed", "seed", "tempo", "soundfont", "vary_tempo", "whole_piece",
+         "end"]
+APP_OWN = {"random_seed": False, "soundfont": "fluidr3-grand-piano", "whole_piece": False}
 PER_SLOT, N_SLOTS = 5, 4  # (audio, roll, sheet, downloads, style line) per variation slot
 MARKS = ("midi", "first roll", "all rolls", "first audio", "all audio", "all sheets", "everything")
 
 
-def launch(env_extra: dict) -> tuple[subprocess.Popen, str]:
-    """`python app.py` on a free port; its URL once it answers."""
+def launch(env_extra: dict, checkout: Path = ROOT) -> tuple[subprocess.Popen, str]:
+    """`python app.py` of a checkout (its own package first on the path) on a free port; its URL
+    once it answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_ANALYTICS_ENABLED": "False", **env_extra}
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(checkout), **env_extra}
     log = tempfile.NamedTemporaryFile("w+", prefix="app-", suffix=".log", delete=False)
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=checkout, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     for _ in range(240):
@@ -80,7 +80,8 @@ def api_run(url: str, seed: Path, settings: dict) -> dict[str, float]:
         files = {"files": (seed.name, seed.read_bytes())}
         uploaded = http.post(f"{url}gradio_api/upload", files=files).json()[0]
         data = [{"path": uploaded, "meta": {"_type": "gradio.FileData"}, "orig_name": seed.name}]
-        data += [settings[k] for k in ORDER]
+        params = http.get(f"{url}gradio_api/info").json()["named_endpoints"]["/generate"]["parameters"]
+        data += [settings[p["parameter_name"]] for p in params[1:]]  # what this checkout's app takes
         start = time.perf_counter()
         event = http.post(f"{url}gradio_api/call/generate", json={"data": data}).json()["event_id"]
         seen: dict[str, float] = {}
@@ -135,10 +136,15 @@ def main() -> None:
     parser.add_argument("--variations", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--browser", action="store_true", help="time what Chromium shows after a click")
+    parser.add_argument("--checkout", type=Path, default=ROOT,
+                        help="time the app.py of another checkout (e.g. a git worktree of an older commit)")
     args = parser.parse_args()
-    settings = {**DEFAULTS, "bars": args.bars, "variations": args.variations}
+    from musicgen.sample import SampleConfig  # the app's defaults are the sampler's
+
+    defaults = {k: v for k, v in vars(SampleConfig()).items() if k in ORDER}
+    settings = {**defaults, **APP_OWN, "bars": args.bars, "variations": args.variations}
     folder = tempfile.mkdtemp(prefix="musicgen-timing-")
-    proc, url = launch({"GRADIO_TEMP_DIR": folder})
+    proc, url = launch({"GRADIO_TEMP_DIR": folder}, args.checkout.resolve())
     runs = []
     try:
         api_run(url, args.seed, {**settings, "seed": 999})  # warm-up: the first request loads the critic

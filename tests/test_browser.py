@@ -219,6 +219,9 @@ def test_rewrite_bars_of_the_seed_shows_them_on_the_roll_and_undo_goes_back(page
     expect(status).to_contain_text("bars 5–8 of satie-gymnopedie-1.mid rewritten")
     expect(status).to_contain_text("Done.")
     expect(page.locator("#variation-1 .sheet-wide")).to_contain_text("rewritten")
+    page.get_by_text("of the variation shown").click()  # the same bars, now on the result's roll
+    expect(page.locator("#variation-1 .bar-range")).to_have_attribute("data-bars", "5-8")
+    expect(shade).to_be_hidden()
     expect(page.locator("#undo")).to_be_enabled()
     page.locator("#undo").click()
     expect(status).to_contain_text("Back to the previous result")
@@ -237,6 +240,8 @@ def test_keep_takes_to_build_a_piece_then_remove_one(page):
     compose(page, bars=2, variations=1)
     page.locator("#keep").click()
     expect(page.locator("#piece-status")).to_contain_text("3 parts, 26 bars")
+    expect(page.locator("#piece-files a[download$='-piece2.musicxml']")).to_have_count(1)
+    expect(page.locator("#compose")).to_be_enabled()  # the piece is drawn
     if SCREENSHOTS:
         page.screenshot(path=str(DOCS / "screenshot-piece.png"), full_page=True)
     page.locator("#remove-part").click()  # the last part, chosen in the list

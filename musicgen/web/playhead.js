@@ -39,7 +39,7 @@
     const box = scroller(el);
     if (!box) return;
     const r = el.getBoundingClientRect(), b = box.getBoundingClientRect();
-    if (top) box.scrollTop += r.top - b.top - 24;
+    if (top) box.scrollTop += r.top - b.top - 48;  // room for the box's label
     else if (r.top < b.top || r.bottom > b.bottom) box.scrollTop += r.top - b.top - b.height / 3;
   }
 
