@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from itertools import chain
 from pathlib import Path
 
 import gradio as gr
@@ -101,10 +102,7 @@ def compose_and_show(make, soundfont, history, job):
     with logic.user_errors():
         result = make(history)
     history.push(result)
-    yield [result.random_seed, result.status(), *page.variation_values(result), history]
-    for _ in page.draw(result, SOUNDFONTS.get(soundfont), job):
-        yield [result.random_seed, result.status(), *page.variation_values(result), history]
-    if result.stopped:  # the last word: what was kept
+    for _ in chain([None], page.draw(result, SOUNDFONTS.get(soundfont), job), [None]):  # now, each, last
         yield [result.random_seed, result.status(), *page.variation_values(result), history]
 
 
@@ -329,7 +327,8 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                     probabilities = gr.Label(label="Sounds like", elem_id="probabilities")
 
     settings = [globals()[name] for name in SETTINGS]  # the components are named as the settings
-    buttons = [compose_btn, stop_btn, keep_btn, continue_btn, send_btn, remove_btn, undo_btn]
+    buttons = [compose_btn, stop_btn, keep_btn, continue_btn, send_btn, remove_btn, undo_btn, rewrite_btn,
+               whole_piece]  # what busy() and idle() lock and unlock, in their order
     busy_outputs = [*buttons, tabset, *tabs]
     idle_outputs = [*buttons, tabset, *tabs, continue_choice]
     private = {"api_visibility": "private"}

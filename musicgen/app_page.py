@@ -122,8 +122,8 @@ def rewrite_source(source, choice, seed_midi, history, variations):
 
 
 def busy(variations=None):
-    """While a job runs: Compose and the result buttons are off, Stop is on; a new request shows
-    as many variation tabs as it asks for."""
+    """While a job runs: Compose, Rewrite, the result buttons and the whole-piece switch are off,
+    Stop is on; a new request shows as many variation tabs as it asks for."""
     n = None
     if variations is not None:
         try:
@@ -131,8 +131,8 @@ def busy(variations=None):
         except (TypeError, ValueError):
             n = 1
     tabs = [gr.skip() if n is None else gr.Tab(visible=i < n) for i in range(N)]
-    return [gr.Button(interactive=False), gr.Button(interactive=True),
-            *[gr.Button(interactive=False)] * 5, gr.skip() if n is None else gr.Tabs(selected=0), *tabs]
+    return [gr.Button(interactive=False), gr.Button(interactive=True), *[gr.Button(interactive=False)] * 6,
+            gr.Checkbox(interactive=False), gr.skip() if n is None else gr.Tabs(selected=0), *tabs]
 
 
 def idle(history: History | None) -> list:
@@ -141,6 +141,7 @@ def idle(history: History | None) -> list:
     tabs = [gr.Tab(visible=i < max(n, 1)) for i in range(N)]
     return [gr.Button(interactive=True), gr.Button(interactive=False), *[gr.Button(interactive=n > 0)] * 3,
             gr.Button(interactive=True), gr.Button(interactive=bool(history and history.past)),
+            gr.Button(interactive=True), gr.Checkbox(interactive=True),
             gr.skip(), *tabs, gr.Radio(choices=[str(i + 1) for i in range(max(n, 1))], visible=n > 1)]
 
 

@@ -121,6 +121,7 @@ def test_compose_streams_locks_the_form_and_offers_every_download(page, tmp_path
     page.locator("#compose").click()
     expect(page.locator("#compose")).to_be_disabled()  # one job at a time, and it shows
     expect(page.locator("#stop")).to_be_enabled()
+    expect(page.locator("#whole-piece input")).to_be_disabled()
     status = page.locator("#status")
     expect(status).to_contain_text("Done.")
     expect(status).to_contain_text("tok/s")
