@@ -16,6 +16,7 @@ from musicgen.sample import clip_from
 
 MAX_UNDO = 20  # results kept per session for Undo
 MAX_PIECE_BARS = 256  # a piece longer than this is not kept (it would take long to engrave)
+MAX_PIECE_NOTES = 12_000  # nor one with more notes: a 4 MB seed may hold 600,000 in a few bars
 
 
 @dataclass
@@ -125,8 +126,10 @@ class Piece:
         if v.fill_end is not None:  # rewritten bars: the rewritten piece becomes the piece
             whole = tk.prepare(v.score)
             whole.key_signatures = list(v.score.key_signatures)
-            self.segments = [Segment(f"take {result.take}, variation {number} (bars rewritten)", whole,
-                                     *bar_length(whole))]
+            label = f"take {result.take}, variation {number} (bars rewritten)"
+            part = Segment(label, whole, *bar_length(whole))
+            check_size([part])
+            self.segments = [part]
             self._write(output_stem(result.seed_midi, "piece"))
             return
         tpq = self.segments[0].score.tpq if self.segments else v.score.tpq  # the piece's resolution
@@ -140,9 +143,7 @@ class Piece:
                 parts.append(seed)
         parts.append(Segment(f"take {result.take}, variation {number}", take,
                              *bar_length(take, result.bars)))
-        if sum(s.bars for s in self.segments + parts) > MAX_PIECE_BARS:
-            raise MusicgenError(f"the piece would pass {MAX_PIECE_BARS} bars, the most it may hold; "
-                                "remove a take first")
+        check_size(self.segments + parts)
         self.segments += parts
         self._write(output_stem(result.seed_midi, "piece") if self.version == 0 else self.stem)
 
@@ -198,6 +199,16 @@ class Piece:
         self.midi.write_bytes(tk.to_midi_bytes(score))
         last = sum(s.length for s in self.segments[:-1])
         self.view = View(score, last or None, folder / name, f"{stem}: your piece")
+
+
+def check_size(parts: list[Segment]) -> None:
+    """Refuse a piece longer than MAX_PIECE_BARS or with more than MAX_PIECE_NOTES notes."""
+    if sum(s.bars for s in parts) > MAX_PIECE_BARS:
+        raise MusicgenError(f"the piece would pass {MAX_PIECE_BARS} bars, the most it may hold; "
+                            "remove a part first")
+    if sum(s.score.note_num() for s in parts) > MAX_PIECE_NOTES:
+        raise MusicgenError(f"the piece would pass {MAX_PIECE_NOTES:,} notes, the most it may hold; "
+                            "start from a shorter seed, or remove a part first")
 
 
 def bar_length(score: symusic.Score, bars: int | None = None) -> tuple[int, int]:

@@ -244,3 +244,17 @@ def test_view_files_are_named_after_the_view(tmp_path):
     list(render([view], stages=("roll", "sheet")))
     assert [Path(f).name for f in view.files()] == ["x-take1-v1.musicxml"]
     assert view.roll.name == "x-take1-v1-roll.png"
+
+
+def test_a_piece_past_its_size_limits_is_refused_with_a_sentence(monkeypatch):
+    import musicgen.app_session as session
+
+    monkeypatch.setattr(session, "MAX_PIECE_BARS", 6)
+    piece = Piece()
+    take = result_of(bars_of_quarters(9), 5 * BAR, 1, 4)  # a take of 4 bars
+    piece.keep(take, take.variations[0], 1)
+    with pytest.raises(MusicgenError, match="would pass 6 bars"):
+        piece.keep(take, take.variations[0], 1)
+    monkeypatch.setattr(session, "MAX_PIECE_NOTES", 10)
+    with pytest.raises(MusicgenError, match="would pass 10 notes"):
+        Piece().keep(take, take.variations[0], 1)
