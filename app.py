@@ -83,7 +83,7 @@ def generate(seed_midi=None, style=UI.style, seed_bars=UI.seed_bars, bars=UI.bar
                                     form["soundfont"], history, job)
 
 
-def infill(piece_midi=None, bars="1-4", style=UI.style, seed_bars=UI.seed_bars, variations=UI.variations,
+def infill(piece_midi, bars, style=UI.style, seed_bars=UI.seed_bars, variations=UI.variations,
            temperature=UI.temperature, top_k=UI.top_k, top_p=UI.top_p, greedy_mix=UI.greedy_mix,
            repetition_penalty=UI.repetition_penalty, random_seed=True, seed=UI.seed,
            soundfont=FIRST_SOUNDFONT, whole_piece=False, history=None, request: gr.Request = None):

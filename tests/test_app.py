@@ -411,3 +411,17 @@ def test_infill_bad_bars_get_a_sentence_and_the_app_keeps_serving(client, bars, 
     with pytest.raises(AppError, match=f"(?i){words}"):
         client.predict(handle_file(SATIE), bars=bars, api_name="/infill")
     assert_good(client.predict(handle_file(SATIE), bars="2", variations=1, api_name="/infill"))
+
+
+def test_infill_of_a_file_that_is_not_midi_or_with_nan_settings_gets_a_sentence(client, tmp_path):
+    (tmp_path / "notes.mid").write_text("just some text\n")
+    with pytest.raises(AppError, match="(?i)not a MIDI file"):
+        client.predict(handle_file(tmp_path / "notes.mid"), bars="1-2", api_name="/infill")
+    # piece, bars, style, seed_bars, variations, temperature (NaN), top_k, top_p, greedy_mix,
+    # repetition_penalty, random_seed, seed, soundfont, whole_piece: over plain HTTP, as NaN needs
+    data = [None, "1-2", "any", 0, 1, float("nan"), 0, 0.9, 0.0, 1.0, False, 0, "fluidr3-grand-piano", False]
+    r = httpx.post(f"{client.src}gradio_api/call/infill", timeout=30,
+                   content=json.dumps({"data": data}), headers={"content-type": "application/json"})
+    reply = httpx.get(f"{client.src}gradio_api/call/infill/{r.json()['event_id']}", timeout=60).text
+    assert "event: error" in reply
+    assert "Temperature (temperature) must be a number from 0 to 2, not nan" in reply
