@@ -3,8 +3,9 @@ one at a time in a fresh process (`python scripts/hostile_costs.py`; docs/PERFOR
 
 The files are built here: one note after 4.6 hours of rest, one note held for 3 hours, and a
 dense seed just under the 4 MB upload cap continued by the worst request the form allows
-(64 bars x 4 variations). Each runs the app's own path: generate, then render_variations (MP3,
-score, roll and the critic's verdict per variation), or classify_file for Analyze.
+(64 bars x 4 variations). Each runs the app's own path: generate, then app_render's render (roll,
+MP3 and score of what the player shows, then the critic's verdict, per variation), or
+classify_file for Analyze.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def build(case: str, folder: Path) -> Path:
 
 def measure(case: str) -> None:
     """Run one case in this process and print its line."""
-    from musicgen import app_logic as logic
+    from musicgen.app_render import render, write_variations
     from musicgen.critic import classify_file, load_classifier
     from musicgen.sample import SampleConfig, load_generator
 
@@ -63,7 +64,10 @@ def measure(case: str) -> None:
         worst = case == "worst"
         cfg = SampleConfig(bars=64 if worst else 8, variations=4 if worst else 2, seed=1)
         result = gen.generate(path, cfg)
-        logic.render_variations(result.scores, result.split_tick, folder, case, case, None)
+        made = write_variations(result.scores, result.split_tick, folder, case, case)
+        made = [v for v in made if v.score is not None]
+        for _ in render([v.view() for v in made], None, made):
+            pass
         what = "; ".join(result.notes) or "no notes"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
     print(f"{case:<10} {path.stat().st_size / 1e6:5.2f} MB file  {time.perf_counter() - start:6.1f} s  "
