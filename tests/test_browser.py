@@ -196,12 +196,22 @@ def test_the_score_opens_at_the_new_bars_and_the_whole_piece_shows_on_request(pa
     expect(roll).to_have_attribute("src", ends_with("-whole-roll.png"))
     expect(page.locator("#variation-1 .result-files a[download$='-whole.musicxml']")).to_have_count(1)
     expect(page.locator("#status")).to_contain_text("Done.")
-    # the whole piece's score box opens scrolled down to bar 9, where the new bars start
-    page.wait_for_function("""() => { let e = document.querySelector('#variation-1 .sheet[data-opened]');
+    # the whole piece's score box opens where the new bars start (bar 9): their label is in view,
+    # scrolled to when the score is taller than its box (how tall depends on the music drawn)
+    page.wait_for_function("""() => {
+        const sheet = document.querySelector('#variation-1 .sheet[data-opened]');
+        if (!sheet) return false;
+        const label = [...sheet.querySelectorAll('text')].find((t) => t.getClientRects().length
+            && t.textContent.trim() === 'continuation');
+        if (!label) return false;
+        let e = sheet;
         const scrolls = (e) => e.scrollHeight > e.clientHeight + 1
                                && /(auto|scroll)/.test(getComputedStyle(e).overflowY);
         while (e && !scrolls(e)) e = e.parentElement;
-        return e && e.scrollTop > 0; }""", timeout=TIMEOUT_MS)
+        const r = label.getBoundingClientRect();
+        if (!e) return r.height > 0;
+        const b = e.getBoundingClientRect();
+        return r.top >= b.top && r.bottom <= b.bottom; }""", timeout=TIMEOUT_MS)
     expect(sheet).to_have_attribute("data-opened", "continuation")
     page.locator("#whole-piece input").uncheck()
     expect(roll).not_to_have_attribute("src", ends_with("-whole-roll.png"))
