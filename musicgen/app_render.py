@@ -1,9 +1,10 @@
 """The web app's rendering: what a player, roll and score show of a piece (a View), each variation's
-files, and the streaming renderer that draws them on a small thread pool, most wanted first.
+files, and the streaming renderer that draws them, most wanted first.
 
-Order of work for one request: every variation's piano roll, then its audio, then its sheet music,
+Order of work for one request: every variation's piano roll, then every audio, then every score,
 and only when all the music is out, the style critic's verdicts (the slowest part, and the least
-needed). The handler yields after each finished piece, so the page fills in as it goes.
+needed), each stage on one thread or two (render's docstring says why). The handler yields after
+each finished piece, so the page fills in as it goes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,8 @@ from musicgen.sample import clip_from
 log = logging.getLogger("musicgen.app")
 
 RENDER_SEED_BARS = 4  # the player, roll and score start this many seed bars before the new music
-RENDER_WORKERS = 2  # threads per request: FluidSynth and the critic's GRU release the GIL
 STAGES = ("roll", "audio", "sheet")  # the music, in the order a listener wants it
+PHASES = (("roll", 1), ("audio", 2), ("sheet", 1), ("style", 2))  # (stage, threads), in order
 SHEET_WIDTHS = (1000, 360)  # px: a desktop page, and a phone's (the page shows the one that fits)
 STAGE_NAMES = {"roll": "piano roll", "audio": "audio", "sheet": "sheet music", "style": "style verdict"}
 
@@ -206,27 +207,32 @@ def write_variations(scores: list[symusic.Score], split_tick: int, folder: Path,
 
 
 def render(views: list[View], soundfont: str | Path | None = None, judge: list[Variation] = (),
-           stages: tuple[str, ...] = STAGES, workers: int = RENDER_WORKERS) -> Iterator[None]:
-    """Render every view's roll, audio and sheet (each stage for all views before the next
-    stage), then judge the variations' style; yield after each finished piece of work. Closing
-    the iterator (the user pressed Stop) cancels what has not started."""
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render")
-    try:
-        jobs = [pool.submit(v.stage, s, soundfont) for s in stages for v in views if s not in v.done]
-        yield from _as_done(jobs)
-        yield from _as_done([pool.submit(_judge, v) for v in judge])  # after all the music
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+           stages: tuple[str, ...] = STAGES) -> Iterator[None]:
+    """Draw the views and then judge the variations' style, yielding after each finished piece of
+    work; closing the iterator (the user pressed Stop) starts nothing more.
 
-
-def _as_done(futures: list) -> Iterator[None]:
-    """Yield once per finished future, in the order they finish."""
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        for f in done:
-            f.result()  # stages keep their own failures; anything else is a bug to surface
-            yield
+    One stage at a time for every view, variation 1 first, each on as many threads as pays off
+    (PHASES): two for FluidSynth and LAME and for the critic's GRU, which run outside the GIL;
+    one for matplotlib and music21, which hold it (two scores at once took longer than one after
+    the other). A GIL-bound stage never runs beside the audio: FluidSynth is driven event by event
+    from Python, and each event waits for the GIL (0.38 s of audio took 14 s beside music21 on a
+    2-core machine; scripts/render_threads.py). The critic's verdicts come last."""
+    for stage, workers in PHASES:
+        if stage == "style":
+            work = [(_judge, v) for v in judge]
+        else:
+            work = [(View.stage, v, stage, soundfont) for v in views
+                    if stage in stages and stage not in v.done]
+        if not work:
+            continue
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"render-{stage}")
+        try:
+            futures = [pool.submit(*job) for job in work]
+            for future in as_completed(futures):
+                future.result()  # stages keep their own failures; anything else is a bug to show
+                yield
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _judge(v: Variation) -> None:
