@@ -2,10 +2,9 @@
 build a piece from the takes you keep, and ask the style classifier which composer a recording or
 MIDI sounds like.
 
-`python app.py` serves it on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860).
-The `generate` API endpoint takes the seed MIDI file first (None: from scratch); every
-other parameter has a default. `infill` takes a piece MIDI and the bars to rewrite ("9-12"), and
-`classify` one audio or MIDI file.
+`python app.py` serves it on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860). The
+`generate` API endpoint takes the seed MIDI file first (None: from scratch), every other parameter
+has a default; `infill` takes a piece MIDI and the bars to rewrite ("9-12"), `classify` one file.
 """
 
 from __future__ import annotations
@@ -64,7 +63,7 @@ if spaces is not None and os.environ.get("SPACES_ZERO_GPU"):
 # generate's parameters after the seed MIDI, named as the form's components (app_jobs checks them)
 SETTINGS = ("style", "seed_bars", "bars", "variations", "temperature", "top_k", "top_p", "greedy_mix",
             "repetition_penalty", "random_seed", "seed", "tempo", "soundfont", "vary_tempo", "whole_piece",
-            "end")
+            "end", "key", "meter")
 # the infill endpoint's, after the piece and the bars
 INFILL_SETTINGS = ("style", "seed_bars", "variations", "temperature", "top_k", "top_p", "greedy_mix",
                    "repetition_penalty", "random_seed", "seed", "soundfont", "whole_piece")
@@ -74,7 +73,7 @@ def generate(seed_midi=None, style=UI.style, seed_bars=UI.seed_bars, bars=UI.bar
              variations=UI.variations, temperature=UI.temperature, top_k=UI.top_k, top_p=UI.top_p,
              greedy_mix=UI.greedy_mix, repetition_penalty=UI.repetition_penalty, random_seed=True,
              seed=UI.seed, tempo=UI.tempo, soundfont=FIRST_SOUNDFONT, vary_tempo=UI.vary_tempo,
-             whole_piece=False, end=UI.end, history=None, request: gr.Request = None):
+             whole_piece=False, end=UI.end, key="", meter="", history=None, request: gr.Request = None):
     """Continue the seed MIDI (None: compose from scratch); yield the MIDI at once, then each
     variation's roll, audio, sheet music and style line as they are drawn."""
     form = {k: v for k, v in locals().items() if k in SETTINGS}  # the API names its parameters
@@ -242,6 +241,8 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
                                                      label="Let the model vary the tempo")
                             soundfont = gr.Dropdown(list(SOUNDFONTS), value=FIRST_SOUNDFONT,
                                                     label="Soundfont")
+                        with gr.Row():
+                            key, meter = logic.key_and_meter(GENERATOR.grammar.meters)
                 with gr.Column(scale=3, min_width=420):
                     status = gr.Markdown("Press **Compose** to hear what comes next.", elem_id="status")
                     whole_piece = gr.Checkbox(False, label="Show the whole piece", elem_id="whole-piece",
@@ -376,8 +377,8 @@ with gr.Blocks(title="musicgen: GRU piano composer", analytics_enabled=False,
     analyze_btn.click(classify, analyze_file, [probabilities, verdict], api_name="classify")
     send_btn.click(send_to_analyze, [continue_choice, history], [analyze_file, main_tabs],
                    **private).success(classify, analyze_file, [probabilities, verdict], **private)
-    gr.on([seed_file.change, bars.change, tempo.change], logic.describe_seed,
-          [seed_file, bars, tempo], seed_info, queue=False, show_progress="hidden", **private)
+    gr.on([seed_file.change, bars.change, tempo.change, meter.change], logic.describe_seed,
+          [seed_file, bars, tempo, meter], seed_info, queue=False, show_progress="hidden", **private)
     # the seed to hear and see before composing: on an upload or an example, not when a result
     # or the piece becomes the seed (those are in their own players already)
     preview = {"concurrency_id": "preview", "concurrency_limit": 1, "show_progress": "minimal",

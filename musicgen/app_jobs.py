@@ -40,7 +40,7 @@ def continuation(compose: Callable, seed_midi: str | None, form: dict, history: 
     score = logic.read_seed(seed_midi)
     used_seed = logic.pick_seed(form["random_seed"], knobs.pop("seed"))
     cfg = SampleConfig(**knobs, style=form["style"], seed=used_seed, vary_tempo=form["vary_tempo"],
-                       end=form.get("end", False))
+                       end=form.get("end", False), key=form.get("key") or "", meter=form.get("meter") or "")
     gen = compose(score, cfg)
     stem = logic.output_stem(seed_midi, cfg.style)
     title = f"{stem}, continued" if score is not None else f"From scratch, style: {cfg.style}"

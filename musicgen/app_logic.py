@@ -40,9 +40,9 @@ MAX_AGE_SEC = 6 * 3600  # request folders (and Gradio's cached uploads) older th
 # and the oldest go first whenever all of them pass this (MUSICGEN_MAX_DISK_MB; the soak test sets it low)
 MAX_DISK_BYTES = int(float(os.environ.get("MUSICGEN_MAX_DISK_MB", "2000")) * 1_000_000)
 MAX_UNDO = 20  # results kept per session for Undo
-# From scratch the model picks its own tempo: the quartiles of seconds per bar over 120 pieces
-# (20 styles x 6 seeds, 16 bars; `python scripts/scratch_bar_seconds.py`), shown as a range.
-SCRATCH_SECONDS_PER_BAR = (1.10, 1.73)
+# From scratch the model picks its own tempo: the quartiles of seconds per bar over 160 pieces
+# (80 styles x 2 seeds, 16 bars; `python scripts/scratch_bar_seconds.py --seeds 2`), shown as a range.
+SCRATCH_SECONDS_PER_BAR = (1.46, 3.03)
 MAX_VARIATIONS = 4
 SEED_RANGE = 2**31  # random seeds are drawn below this, so they fit any int field
 MAX_QUEUE = 8  # requests waiting beyond these are told the app is busy (Gradio's queue)
@@ -64,17 +64,51 @@ FORM = {
     "tempo": ("Tempo override (BPM)", *TEMPO_OVERRIDE_RANGE, False, 0),
 }
 
+# From scratch the user may name a key and a meter ("" leaves them to the model and the style)
+KEY_CHOICES = [("the model's choice", "")] + [
+    (f"{name} {mode}", f"{name} {mode}") for mode in ("major", "minor")
+    for name in ("C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F")]
+COMMON_METERS = ("2/4", "3/4", "4/4", "5/4", "6/4", "7/4", "2/2", "3/2", "2/8", "3/8", "6/8", "9/8", "12/8",
+                 "6/16")
+
+
+def key_and_meter(known_meters: dict) -> tuple[gr.Dropdown, gr.Dropdown]:
+    """The key and meter lists, for composing from scratch (a seed brings its own): the model's
+    choice first, then the 24 keys and the common meters the model's tokenizer knows."""
+    meters = [("the model's choice", "")] + [(m, m) for m in COMMON_METERS if m in known_meters]
+    return (gr.Dropdown(KEY_CHOICES, value="", label="Key, from scratch", elem_id="key"),
+            gr.Dropdown(meters, value="", label="Meter, from scratch", elem_id="meter"))
+
 
 # The style list shows composers by name; the API and the tokens keep the corpus folder names.
 STYLE_NAMES = {
-    "any": "Any style", "albeniz": "Isaac Albéniz", "bach": "Johann Sebastian Bach",
-    "balakir": "Mily Balakirev", "beeth": "Ludwig van Beethoven", "borodin": "Alexander Borodin",
-    "brahms": "Johannes Brahms", "burgm": "Friedrich Burgmüller", "chopin": "Frédéric Chopin",
-    "clementi": "Muzio Clementi", "debussy": "Claude Debussy", "granados": "Enrique Granados",
-    "grieg": "Edvard Grieg", "haydn": "Joseph Haydn", "liszt": "Franz Liszt",
-    "mendelssohn": "Felix Mendelssohn", "mozart": "Wolfgang Amadeus Mozart",
-    "muss": "Modest Mussorgsky", "pop": "Pop (POP909)", "schubert": "Franz Schubert",
-    "schumann": "Robert Schumann", "tschai": "Pyotr Ilyich Tchaikovsky",
+    "any": "Any style", "adam": "Adolphe Adam", "albeniz": "Isaac Albéniz", "alkan": "Charles-Valentin Alkan",
+    "andre": "Johann André", "anonymous": "Anonymous", "ascher": "Joseph Ascher",
+    "bach": "Johann Sebastian Bach", "balakir": "Mily Balakirev", "bartok": "Béla Bartók",
+    "beeth": "Ludwig van Beethoven", "behr": "Franz Behr", "benda": "Jiří Antonín Benda",
+    "bizet": "Georges Bizet", "blumenthal": "Jacob Blumenthal", "borodin": "Alexander Borodin",
+    "brahms": "Johannes Brahms", "brown": "C. J. Brown", "burgm": "Friedrich Burgmüller",
+    "chopin": "Frédéric Chopin", "christmas": "Christmas carols", "clementi": "Muzio Clementi",
+    "comeau": "Olivier Comeau", "cpebach": "Carl Philipp Emanuel Bach", "czerny": "Carl Czerny",
+    "debussy": "Claude Debussy", "doonan": "S. C. Doonan", "dussek": "Jan Ladislav Dussek",
+    "field": "John Field", "fischer": "Johann Caspar Ferdinand Fischer",
+    "froberger": "Johann Jakob Froberger",
+    "gobbaerts": "Louis Gobbaerts", "godowsky": "Leopold Godowsky", "gottschalk": "Louis Moreau Gottschalk",
+    "granados": "Enrique Granados", "grieg": "Edvard Grieg", "handel": "George Frideric Handel",
+    "haydn": "Joseph Haydn", "hunter": "C. Hunter", "iliev": "G. K. Iliev", "joplin": "Scott Joplin",
+    "kruetzer": "Kruetzer", "kuhlau": "Friedrich Kuhlau", "kuhnau": "Johann Kuhnau", "kumar": "R. Kumar",
+    "liszt": "Franz Liszt", "magnenat": "S. Magnenat", "mendelssohn": "Felix Mendelssohn",
+    "minkus": "Ludwig Minkus", "moszkowski": "Moritz Moszkowski", "mozart": "Wolfgang Amadeus Mozart",
+    "mueller": "August Eberhard Müller", "muss": "Modest Mussorgsky", "pachelbel": "Johann Pachelbel",
+    "pease": "A. H. Pease", "pejacsevich": "Dora Pejačević", "pleyel": "Ignaz Pleyel",
+    "pop": "Pop (POP909)", "rachmaninoff": "Sergei Rachmaninoff", "rameau": "Jean-Philippe Rameau",
+    "ravel": "Maurice Ravel", "rimskykorsakov": "Nikolai Rimsky-Korsakov", "satie": "Erik Satie",
+    "scarlatti": "Domenico Scarlatti", "schubert": "Franz Schubert", "schumann": "Robert Schumann",
+    "scriabin": "Alexander Scriabin", "sidwell": "A. Sidwell", "sinding": "Christian Sinding",
+    "smallwood": "William Smallwood", "sousa": "John Philip Sousa", "spagnoletti": "Spagnoletti",
+    "stanchinsky": "Alexei Stanchinsky", "strauss": "Johann Strauss II", "traditional": "Traditional",
+    "tschai": "Pyotr Ilyich Tchaikovsky", "turpin": "Tom Turpin", "verdi": "Giuseppe Verdi",
+    "wanhal": "Johann Baptist Wanhal", "yaniewicz": "Feliks Janiewicz",
 }
 
 
@@ -225,12 +259,17 @@ def seed_facts(path: str) -> tuple[str, float, float]:
     return tk.midi_summary(score), quarters, qpm
 
 
-def describe_seed(path: str | Path | None, bars: float, tempo: float | None = 0.0) -> str:
-    """Markdown: what the seed is and about how long the continuation will be."""
+def describe_seed(path: str | Path | None, bars: float, tempo: float | None = 0.0,
+                  meter: str | None = "") -> str:
+    """Markdown: what the seed is and about how long the continuation will be (from scratch in
+    `meter` where one is chosen, else 4/4)."""
     lo, hi = TEMPO_OVERRIDE_RANGE
     tempo = tempo if tempo and lo <= tempo <= hi else 0.0  # the library rejects others anyway
     if not path:
-        low, high = (4 * 60.0 / tempo,) * 2 if tempo else SCRATCH_SECONDS_PER_BAR
+        num, _, den = (meter or "4/4").partition("/")
+        quarters = 4.0 * int(num) / int(den) if num.isdigit() and den.isdigit() and int(den) else 4.0
+        low, high = ((quarters * 60.0 / tempo,) * 2 if tempo
+                     else tuple(quarters / 4 * s for s in SCRATCH_SECONDS_PER_BAR))
         length = length_text(bars, bars * low, bars * high)
         return f"No seed: composing from scratch in the chosen style. {length}."
     try:

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--bars", required=True, help="the bars to rewrite, first-last from 1 (9-12)")
     i.add_argument("--out", default="infill.mid", help="output MIDI; more variations add -2, -3 ...")
     i.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
-    add_dataclass_args(i, SampleConfig, skip=("bars", "end", "tempo", "vary_tempo"))
+    add_dataclass_args(i, SampleConfig, skip=("bars", "end", "tempo", "vary_tempo", "key", "meter"))
     i.set_defaults(func=cmd_infill)
 
     t = sub.add_parser("train", help="train a generator on a folder of MIDI files")

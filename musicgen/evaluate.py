@@ -45,6 +45,7 @@ class EvalConfig:
     temperature: float = 0.0  # sampling temperature for the continuations; 0: SampleConfig's default
     top_p: float = 0.0  # nucleus for the continuations; 0: SampleConfig's default
     key_hold: float = -1.0  # pull toward the seed's pitch classes (SampleConfig.key_hold); -1: its default
+    texture_hold: float = -1.0  # keep the seed's notes per bar (SampleConfig.texture_hold); -1: its default
     continuations: int = 2  # continuations per piece, sampled as one batch (SampleConfig.variations)
 
     def __post_init__(self):
@@ -311,8 +312,9 @@ def sampling(cfg: EvalConfig, **overrides):
     from musicgen.sample import SampleConfig
 
     knobs = {k: getattr(cfg, k) for k in ("temperature", "top_p") if getattr(cfg, k)}
-    if cfg.key_hold >= 0:
-        knobs["key_hold"] = cfg.key_hold
+    for k in ("key_hold", "texture_hold"):
+        if getattr(cfg, k) >= 0:
+            knobs[k] = getattr(cfg, k)
     return SampleConfig(bars=cfg.bars, **knobs, **overrides)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from musicgen import tokenizer as tk
+from musicgen.errors import MusicgenError
 
 MAX_TOKENS_PER_BAR = 512  # a bar this dense is forced to end: generation always terminates
 
@@ -37,11 +38,29 @@ class Grammar:
         self.position = {i: int(t.split("_")[1]) for t, i in vocab.items() if t.startswith("Position_")}
         self.bar_len = {i: int(t[8:].split("/")[0]) * tk.POSITIONS_PER_BEAT
                         for t, i in vocab.items() if t.startswith("TimeSig_")}
+        self.meters = {t[8:]: i for t, i in vocab.items() if t.startswith("TimeSig_")}
         self.tempo_mask = self.type_mask.get("Tempo", np.zeros(n, bool))
         self.pitch_class = np.full(n, -1, dtype=np.int64)  # of each Pitch token; -1 for the others
         for t, i in vocab.items():
             if t.startswith("Pitch_"):
                 self.pitch_class[i] = int(t.split("_")[1]) % 12
+        self.pitch_ids = np.flatnonzero(self.pitch_class >= 0)
+
+    def meter_id(self, meter: str) -> int:
+        """The TimeSig id of "9/8"; a meter the tokenizer lacks is refused, naming the ones it has."""
+        if meter.strip() not in self.meters:
+            known = sorted(self.meters, key=lambda m: (int(m.split("/")[1]), int(m.split("/")[0])))
+            raise MusicgenError(f"this model knows no {meter} meter; choose one of: {', '.join(known)}")
+        return self.meters[meter.strip()]
+
+    def notes_per_bar(self, ids: list[int], bars: int = 8) -> float:
+        """Notes per bar over the last `bars` bars of `ids` (0 without a bar)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        bar_at = np.flatnonzero(ids == self.bar_id)
+        if not len(bar_at):
+            return 0.0
+        window = ids[bar_at[-bars]:] if len(bar_at) >= bars else ids[bar_at[0]:]
+        return float((self.pitch_class[window] >= 0).sum()) / min(len(bar_at), bars)
 
     def key_bias(self, ids: list[int], strength: float, bars: int = 8) -> np.ndarray | None:
         """Logit offsets (V,) that keep a continuation near the pitch classes of the last `bars`
@@ -54,13 +73,43 @@ class Grammar:
         bar_at = np.flatnonzero(ids == self.bar_id)
         window = ids[bar_at[-bars]:] if len(bar_at) >= bars else ids
         pcs = self.pitch_class[window]
-        counts = np.bincount(pcs[pcs >= 0], minlength=12).astype(np.float64)
-        if not counts.sum():
+        return self.class_bias(np.bincount(pcs[pcs >= 0], minlength=12).astype(np.float64), strength)
+
+    def class_bias(self, counts: np.ndarray, strength: float) -> np.ndarray | None:
+        """key_bias for given pitch-class counts (12,); None when strength is 0 or the counts are."""
+        if not strength or not counts.sum():
             return None
         bias = np.zeros(len(self.types), dtype=np.float32)
         is_pitch = self.pitch_class >= 0
         bias[is_pitch] = strength * np.log((counts[self.pitch_class[is_pitch]] + 1) / (counts.max() + 1))
         return bias
+
+
+class TextureHold:
+    """Keeps a continuation's notes per bar near its seed's: wherever a note may be added at the
+    current position (after a Duration or Tempo), every Pitch logit moves by
+    strength * log((target * elapsed + 4) / (played + 4)), clipped to +-3, where `elapsed` is the
+    bars written so far (fractions included) and `played` the notes in them. Behind the seed's
+    density the next note is likelier, ahead of it the bar moves on; at strength 0 nothing moves."""
+
+    SLACK = 4.0  # notes: the first bar is not pushed hard by one note more or less
+    LIMIT = 3.0
+
+    def __init__(self, g: Grammar, prime: list[int], strength: float, bars: int = 8):
+        self.g, self.strength = g, strength
+        self.target = g.notes_per_bar(prime, bars) if strength else 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.strength and self.target)
+
+    def offset(self, row: RowState, start_bars: int, played: int) -> float:
+        """The Pitch logit offset for `row` now (0 where no note can follow)."""
+        if row.prev not in ("Duration", "Tempo"):
+            return 0.0
+        elapsed = row.bars - start_bars - 1 + max(row.pos, 0) / row.bar_len
+        d = self.strength * np.log((self.target * elapsed + self.SLACK) / (played + self.SLACK))
+        return float(np.clip(d, -self.LIMIT, self.LIMIT))
 
 
 class RowState:

@@ -20,7 +20,8 @@ import torch
 
 from musicgen import tokenizer as tk
 from musicgen.errors import MusicgenError
-from musicgen.sample import Generation, Generator, SampleConfig, check_config, clip_from, seed_key
+from musicgen.keys import seed_key
+from musicgen.sample import Generation, Generator, SampleConfig, check_config, clip_from
 
 RIGHT_BARS = 4  # bars after the gap that score a candidate: enough to hear where the music goes
 MAX_FILL_BARS = 32

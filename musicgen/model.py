@@ -14,8 +14,8 @@ from musicgen.errors import MusicgenError
 @dataclass
 class ModelConfig:
     vocab_size: int = 0  # set from the tokenizer
-    n_embd: int = 128  # token embedding width
-    n_hidden: int = 256  # GRU width per layer (per direction in the paper's BiGRU); the shipped model's
+    n_embd: int = 256  # token embedding width
+    n_hidden: int = 512  # GRU width per layer (per direction in the paper's BiGRU); the shipped model's
     n_layer: int = 2  # stacked GRU layers
     dropout: float = 0.2  # between GRU layers and before the head, as in the seed paper
     pad_id: int = 0  # targets equal to this are ignored by the loss

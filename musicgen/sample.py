@@ -7,6 +7,7 @@ output decodes to valid MIDI with zero token errors at any temperature.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,8 @@ from musicgen.device import pick_device
 from musicgen.draw import NO_IDS, draw
 from musicgen.ending import hold_last_chord
 from musicgen.errors import MusicgenError
-from musicgen.grammar import MAX_TOKENS_PER_BAR, Grammar, RowState
+from musicgen.grammar import MAX_TOKENS_PER_BAR, Grammar, RowState, TextureHold
+from musicgen.keys import key_signature, parse_key, scale_counts, seed_key
 from musicgen.model import GRUStep
 
 MAX_SEED_TOKENS = 16384  # about 4,500 notes; longer seeds keep their last bars only
@@ -32,6 +34,8 @@ MAX_SILENT_BARS = 4  # a longer rest inside a seed is cut to this; a 4.6-hour on
 MAX_VARIATIONS = 64  # one batch; the app asks for at most logic.MAX_VARIATIONS
 MAX_ROWS = 256  # variations x candidates sampled as one batch (--end, infill)
 TEMPO_OVERRIDE_RANGE = (20.0, 400.0)  # quarter notes per minute a user may ask for
+# no seed to lean on: takes in the asked key (K-S), 6 keys x 4 from scratch: 11 of 24 at 1x, 22 at 4x
+SCRATCH_KEY_HOLD = 4.0
 
 
 @dataclass
@@ -52,8 +56,11 @@ class SampleConfig:
     vary_tempo: bool = False  # let the model change tempo; off: the seed's holds (scratch: its first pick)
     key_hold: float = 0.5  # pull pitches toward the classes of the seed's last 8 bars (Grammar.key_bias);
     # 0: off. 0.5 chosen on the validation pieces: unrelated keys 38% -> 17% (docs/RESULTS.md)
+    texture_hold: float = 0.0  # keep the seed's notes per bar (grammar.TextureHold); 0: off
     end: bool = False  # end the piece: the last bar closes (musicgen.ending picks among `candidates`)
     candidates: int = 16  # with --end and for infill: takes sampled per variation, the best kept
+    key: str = ""  # from scratch: the key to write in ("A major", "F# minor"); "": the model's pick
+    meter: str = ""  # from scratch: the meter ("3/4", "9/8"); "": the model's pick for the style
 
     def __post_init__(self):
         """Reject settings that cannot work, with a sentence naming the setting and its range (the
@@ -63,6 +70,10 @@ class SampleConfig:
                                              tuple(also)))
         if self.end:
             self.check_rows("--end")
+        if self.key:
+            parse_key(self.key)  # refused here, with the forms it takes
+        if self.meter and not re.fullmatch(r"\d{1,2}/\d{1,2}", str(self.meter).strip()):
+            raise MusicgenError(f"meter must be like 3/4 or 9/8, not {self.meter!r}")
 
     def check_rows(self, what: str) -> None:
         """Where `candidates` takes per variation are sampled as one batch: refuse a batch too big."""
@@ -85,6 +96,7 @@ LIMITS = {
     "seed": (0, 2**32 - 1, True),
     "candidates": (1, MAX_ROWS, True),
     "key_hold": (0, 10, False),
+    "texture_hold": (0, 10, False),
     "tempo": (*TEMPO_OVERRIDE_RANGE, False, 0),  # 0 keeps the seed's tempo
 }
 
@@ -179,10 +191,13 @@ class Generator:
         seed = tk.read_midi(seed) if seed is not None else None  # once: its key is read below too
         seed_ids, notes = self.seed_tokens(seed, cfg.seed_bars) if seed is not None else ([], [])
         prime = [self.tokenizer.vocab[tk.style_token(cfg.style)]] + seed_ids
+        meter = self.grammar.meter_id(cfg.meter) if cfg.meter and seed is None else None
+        if seed is not None and (cfg.key or cfg.meter):
+            notes.append("the seed's key and meter are kept (key and meter apply from scratch)")
         if not cfg.end:
-            run = self.sample_after(prime, cfg, cfg.variations)
+            run = self.sample_after(prime, cfg, cfg.variations, meter)
         elif cfg.bars > 1:  # --end: the last bar comes after
-            run = self.sample_after(prime, replace(cfg, bars=cfg.bars - 1), cfg.variations)
+            run = self.sample_after(prime, replace(cfg, bars=cfg.bars - 1), cfg.variations, meter)
         else:
             run = Sampled([[] for _ in range(cfg.variations)], 0, None, None, 0.0, 0.0)
         if cfg.end:  # the last bar, `candidates` times after each variation: the one that ends it best
@@ -201,8 +216,8 @@ class Generator:
         elif seed is None and not cfg.vary_tempo:  # the one tempo the model chose, from the start
             for s in scores:
                 s.tempos = [symusic.Tempo(0, s.tempos[-1].qpm)] if len(s.tempos) else []
-        key = seed_key(seed) if seed is not None else None
-        for s in scores:  # the tokens carry no key: the seed's goes into every output
+        for s in scores:  # the tokens carry no key: the seed's, the asked one or the one the notes suggest
+            key = seed_key(seed) if seed is not None else key_signature(cfg.key) if cfg.key else seed_key(s)
             s.key_signatures = [key] if key else []
         if seed is None:
             notes.append(f"composed from scratch in the style: {cfg.style}")
@@ -229,7 +244,11 @@ class Generator:
         logits, h = self._prime(prime, batch)
         t1 = time.perf_counter()
         bias = self.grammar.key_bias(prime, cfg.key_hold)
-        new, h_end, lp_bar = self._sample(logits, h, rows, cfg, seed_bars, keep_state, bias)
+        if bias is None and cfg.key:  # from scratch in a named key: held as if a seed were in it, firmer
+            counts = scale_counts(*parse_key(cfg.key)[:2])
+            bias = self.grammar.class_bias(counts, SCRATCH_KEY_HOLD * cfg.key_hold)
+        texture = TextureHold(self.grammar, prime, cfg.texture_hold)
+        new, h_end, lp_bar = self._sample(logits, h, rows, cfg, seed_bars, keep_state, bias, texture)
         return Sampled(new, seed_bars, h_end, lp_bar, t1 - t0, time.perf_counter() - t1)
 
     def _endings(self, prime: list[int], seed_ids: list[int], bodies: list[list[int]],
@@ -255,7 +274,8 @@ class Generator:
         return logits, h.repeat(1, B, 1)  # every variation starts from the primed state
 
     def _sample(self, logits: np.ndarray, h: torch.Tensor, rows: list[RowState], cfg: SampleConfig,
-                start_bars: int, keep_state: bool = False, bias: np.ndarray | None = None):
+                start_bars: int, keep_state: bool = False, bias: np.ndarray | None = None,
+                texture: TextureHold | None = None):
         """(new ids per row, and with keep_state the state (L, B, H) after each row's last token and
         the log-probability it gave the bar line that closed the row; else None, None)."""
         g, B = self.grammar, len(rows)
@@ -269,10 +289,18 @@ class Generator:
         banned = [r.banned for r in rows]
         h_end = h.clone() if keep_state else None
         lp_bar = np.zeros(B) if keep_state else None
+        hold = texture is not None and texture.active
+        played = [0] * B
         for step in range(cfg.bars * (MAX_TOKENS_PER_BAR + 1)):
             if step % 256 == 0:  # two uniforms per row and step, drawn in blocks, as floats
                 uniforms = rng.random((256, 2 * B)).tolist()
             drawn = logits if bias is None else logits + bias  # a new array: keep the step's output
+            if hold:
+                drawn = drawn.copy() if bias is None else drawn
+                for b in range(B):
+                    d = 0.0 if done[b] else texture.offset(rows[b], start_bars, played[b])
+                    if d:
+                        drawn[b, g.pitch_ids] += d
             nxt = pick(drawn, allowed, banned, cfg, uniforms[step % 256], out)
             for b in range(B):
                 tok = nxt[b]
@@ -285,6 +313,7 @@ class Generator:
                     feed_np[b] = self.tokenizer.pad_token_id
                     continue
                 rows[b].update(g, tok)
+                played[b] += g.pitch_class[tok] >= 0
                 out[b].append(tok)
                 feed_np[b] = tok
                 allowed[b] = rows[b].allowed(g)
@@ -332,21 +361,6 @@ def pick(logits: np.ndarray, allowed: list[np.ndarray], banned: list[np.ndarray]
         out.append(draw(logits, b, idx, banned[b], u[b], u[B + b], cfg.temperature, cfg.top_k,
                         cfg.top_p, cfg.greedy_mix, recent, penalty))
     return out
-
-
-def seed_key(score: symusic.Score) -> symusic.KeySignature | None:
-    """The key signature in force at the seed's end; where it has none (or only C major, often a
-    writer's default) the key its notes suggest (Krumhansl-Schmuckler), or None without notes."""
-    from musicgen.coherence import estimate_key, fifths  # the key finder the coherence report uses
-
-    sigs = sorted(score.key_signatures, key=lambda k: k.time)
-    if sigs and (sigs[-1].key != 0 or sigs[-1].tonality != 0):
-        return symusic.KeySignature(0, sigs[-1].key, sigs[-1].tonality)
-    found = estimate_key(score)
-    if found is None:
-        return None
-    sharps = (fifths(found) + 5) % 12 - 5  # Db (-5) .. F# (6), as the engraver spells
-    return symusic.KeySignature(0, sharps, 1 if found[1] == "minor" else 0)
 
 
 def check_config(cfg: SampleConfig, styles: list[str]) -> None:

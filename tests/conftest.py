@@ -72,7 +72,7 @@ def tiny_run(tiny_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     tcfg = TrainConfig(data=str(tiny_corpus), out=str(out), seq_len=64, batch_size=8, lr=1e-2,
                        epochs=3, steps_per_epoch=100, transpose=0, patience=10, half=False,
-                       threads=1)
+                       threads=1, carry_state=False)
     mcfg = ModelConfig(n_embd=32, n_hidden=64, n_layer=1)
     train(tcfg, mcfg)
     return out

@@ -234,8 +234,9 @@ def test_classify_junk_gets_the_library_error_and_the_app_keeps_serving(client, 
 def test_length_estimate_is_a_range_when_the_model_picks_the_tempo():
     from musicgen.app_logic import describe_seed
 
-    assert "≈ **18–28 s** of new music (16 bars)" in describe_seed(None, 16)  # 1.10 and 1.73 s a bar
+    assert "≈ **23–48 s** of new music (16 bars)" in describe_seed(None, 16)  # 1.46 and 3.03 s a bar
     assert "≈ **32 s** of new music (16 bars)" in describe_seed(None, 16, tempo=120)
+    assert "≈ **36 s** of new music (16 bars)" in describe_seed(None, 16, tempo=120, meter="9/8")
     seed = sorted((Path(__file__).parent.parent / "assets" / "examples").glob("*.mid"))[0]
     assert "–" not in describe_seed(seed, 8).split("≈")[1]  # the seed's tempo: one figure
 
@@ -244,7 +245,7 @@ def test_length_estimate_is_a_range_when_the_model_picks_the_tempo():
 
 API_ORDER = ["seed_midi", "style", "seed_bars", "bars", "variations", "temperature", "top_k", "top_p",
              "greedy_mix", "repetition_penalty", "random_seed", "seed", "tempo", "soundfont", "vary_tempo",
-             "whole_piece", "end"]
+             "whole_piece", "end", "key", "meter"]
 NUMERIC = {"seed_bars": "Seed bars to use", "bars": "New bars", "variations": "Variations",
            "temperature": "Temperature", "top_k": "Top-k", "top_p": "Top-p", "greedy_mix": "Greedy mix",
            "repetition_penalty": "Repetition penalty", "seed": "Seed", "tempo": r"Tempo override \(BPM\)"}
@@ -256,7 +257,7 @@ def raw_generate(url: str, **settings) -> tuple[str, dict]:
     defaults = {"seed_midi": None, "style": "any", "seed_bars": 0, "bars": 2, "variations": 1,
                 "temperature": 0.9, "top_k": 0, "top_p": 0.9, "greedy_mix": 0.0, "repetition_penalty": 1.0,
                 "random_seed": False, "seed": 0, "tempo": 0, "soundfont": "fluidr3-grand-piano",
-                "vary_tempo": False, "whole_piece": False, "end": False}
+                "vary_tempo": False, "whole_piece": False, "end": False, "key": "", "meter": ""}
     data = [{**defaults, **settings}[k] for k in API_ORDER]
     r = httpx.post(f"{url}gradio_api/call/generate", content=json.dumps({"data": data}),
                    headers={"content-type": "application/json"}, timeout=30)
@@ -373,11 +374,24 @@ def test_every_result_of_a_session_has_its_own_file_names(client):
     assert all(re.fullmatch(r"bach-chorale-bwv66-take\d+-v1\.mid", n) for n in names), names
 
 
-def test_end_the_piece_is_the_last_parameter_of_generate_and_closes_the_piece(client):
-    assert api_parameters(client, "/generate")[-2:] == ["whole_piece", "end"]
+def test_end_the_piece_closes_the_piece_and_key_and_meter_come_after_it(client):
+    assert api_parameters(client, "/generate")[-4:] == ["whole_piece", "end", "key", "meter"]
     result = client.predict(handle_file(EXAMPLE), end=True, **QUICK)
     assert_good(result)
     assert "ended: the last bar is the best closing" in result[1]
+
+
+def test_from_scratch_the_api_takes_a_key_and_a_meter(client):
+    score = assert_good(client.predict(None, key="A major", meter="9/8", **SCRATCH))
+    assert [(t.numerator, t.denominator) for t in score.time_signatures] == [(9, 8)]
+    assert [(k.key, k.tonality) for k in score.key_signatures] == [(3, 0)]
+
+
+@pytest.mark.parametrize("knob", [{"key": "H major"}, {"meter": "11/16"}])
+def test_a_key_or_meter_off_the_lists_gets_a_sentence_and_the_app_keeps_serving(client, knob):
+    with pytest.raises(AppError, match="not in the list of choices"):
+        client.predict(None, **knob, **SCRATCH)
+    assert_good(client.predict(None, **SCRATCH))
 
 
 def notes_outside(score: symusic.Score, lo: int, hi: int) -> list[tuple[int, int, int]]:

@@ -163,6 +163,83 @@ def test_every_output_carries_its_seeds_key_signature(sig, expected):
     assert f"<fifths>{expected[0]}</fifths>" in musicxml_text(out.scores[0], "t", out.split_tick)
 
 
+def chorale() -> list[tuple]:
+    """Four voices in A major, one chord a beat, 4/4: I IV V I, four times."""
+    chords = [(45, 61, 64, 69), (50, 62, 66, 69), (52, 59, 64, 68), (45, 61, 64, 69)]
+    return [(4 * b + i, 1, p, 70) for b in range(4) for i, c in enumerate(chords) for p in c]
+
+
+def compound() -> list[tuple]:
+    """9/8 in B-flat major: three dotted-quarter beats of eighths over a dotted-half bass."""
+    line = [70, 74, 77, 74, 70, 74, 72, 75, 79]
+    return [n for b in range(4) for n in [(4.5 * b + 0.5 * i, 0.5, p, 75) for i, p in enumerate(line)]
+            + [(4.5 * b, 4.5, 46, 60)]]
+
+
+@pytest.mark.parametrize("notes, meter, key", [(chorale(), (4, 4), (3, 0)), (compound(), (9, 8), (-2, 0))],
+                         ids=["3-sharp-chorale-4/4", "9/8-two-flats"])
+def test_every_output_keeps_its_seeds_meter_key_and_tempo(notes, meter, key):
+    import symusic
+
+    from musicgen.render.score import musicxml_text
+
+    seed = make_score(notes, tempos=((0, 80.0),), time_sig=meter)
+    seed.key_signatures.append(symusic.KeySignature(0, *key))
+    out = Generator().generate(seed, SampleConfig(bars=8, seed=0, variations=2))
+    for score in out.scores:
+        back = tk.read_midi(tk.to_midi_bytes(score))  # as the user's file has it
+        bar = meter[0] * back.tpq * 4 // meter[1]
+        assert [(t.numerator, t.denominator) for t in back.time_signatures] == [meter]
+        assert [(k.key, k.tonality) for k in back.key_signatures] == [key]
+        assert tempos_from(back, 0) == {81.3}  # 80 on the tempo grid, from the first bar to the last
+        starts = tk.bar_starts(back, back.end() + 1)
+        assert len(starts) >= 4 + 8 and set(np.diff(starts)) == {bar}
+    xml = musicxml_text(out.scores[0], "t", out.split_tick)
+    assert f"<beats>{meter[0]}</beats>" in xml and f"<beat-type>{meter[1]}</beat-type>" in xml
+    assert f"<fifths>{key[0]}</fifths>" in xml
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A major", (9, "major", 3)), ("F# minor", (6, "minor", 3)), ("Bb", (10, "major", -2)),
+    ("ebm", (3, "minor", -6)), ("D# minor", (3, "minor", 6)), ("Gb major", (6, "major", -6)),
+    ("F# major", (6, "major", 6)), ("C# major", (1, "major", 7)), ("Ab minor", (8, "minor", -7))])
+def test_a_named_key_is_read_and_its_signature_spelled_as_written(text, expected):
+    from musicgen.keys import parse_key
+
+    assert parse_key(text) == expected
+
+
+def test_from_scratch_the_user_sets_key_meter_and_tempo():
+    from musicgen.coherence import estimate_key
+
+    out = Generator().generate(None, SampleConfig(bars=8, seed=1, key="A major", meter="9/8", tempo=70,
+                                                  variations=2))
+    for score in out.scores:
+        back = tk.read_midi(tk.to_midi_bytes(score))
+        assert [(t.numerator, t.denominator) for t in back.time_signatures] == [(9, 8)]
+        assert [(k.key, k.tonality) for k in back.key_signatures] == [(3, 0)]
+        assert [round(t.qpm) for t in back.tempos] == [70]
+        assert set(np.diff(tk.bar_starts(back, back.end() + 1))) == {9 * back.tpq // 2}
+    assert estimate_key(out.scores[0]) == (9, "major")  # the notes are in it too, not only the signature
+
+
+def test_from_scratch_without_a_key_the_output_carries_the_key_its_notes_suggest():
+    from musicgen.keys import seed_key
+
+    out = Generator().generate(None, SampleConfig(bars=4, seed=0))
+    sig = seed_key(tk.read_midi(tk.to_midi_bytes(out.scores[0])))
+    assert len(out.scores[0].key_signatures) == 1 and out.scores[0].key_signatures[0].key == sig.key
+
+
+@pytest.mark.parametrize("knob, message", [({"key": "H major"}, "key must be a note name"),
+                                           ({"meter": "nine eighths"}, "meter must be like"),
+                                           ({"meter": "11/16"}, "knows no 11/16 meter; choose one of: .*9/8"),
+                                           ])
+def test_a_key_or_meter_that_cannot_be_is_one_sentence(knob, message):
+    with pytest.raises(MusicgenError, match=message):
+        Generator().generate(None, SampleConfig(bars=2, **knob))
+
+
 def test_a_seed_without_a_key_signature_gets_the_key_its_notes_suggest():
     a_major = [69, 71, 73, 74, 76, 78, 80, 81, 76, 73, 69, 64]  # A major scale and arpeggio
     out = Generator().generate(make_score([(i, 1, p, 80) for i, p in enumerate(a_major)]),

@@ -124,5 +124,10 @@ def test_the_tokenizer_covers_the_corpus_meters_and_a_saved_one_keeps_its_own(tm
             "TimeSig_48/32", "TimeSig_4/4"} <= meters
     from musicgen.checkpoint import DEFAULT_CHECKPOINT
 
-    shipped = tk.load_tokenizer(DEFAULT_CHECKPOINT / "tokenizer.json")  # made before the new meters
-    assert len(shipped.vocab) == 390 and "TimeSig_7/4" not in shipped.vocab
+    shipped = tk.load_tokenizer(DEFAULT_CHECKPOINT / "tokenizer.json")  # the shipped model has them all
+    assert meters <= set(shipped.vocab) and len(shipped.vocab) == 780
+    from miditok import REMI, TokenizerConfig
+
+    REMI(TokenizerConfig(use_time_signatures=True, time_signature_range={4: [4]})).save(tmp_path / "old.json")
+    old = tk.load_tokenizer(tmp_path / "old.json")  # as the first shipped model's: 4/4 and little else
+    assert "TimeSig_4/4" in old.vocab and "TimeSig_7/4" not in old.vocab

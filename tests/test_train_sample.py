@@ -276,3 +276,36 @@ def test_a_strong_key_hold_keeps_every_new_pitch_in_the_seeds_classes(gen, tmp_p
     assert new and set(new) <= {0, 4, 7}
     free = gen.generate(seed, SampleConfig(bars=4, seed=2, temperature=1.5, key_hold=0.0))
     assert {n.pitch % 12 for n in free.scores[0].tracks[0].notes if n.time >= free.split_tick} - {0, 4, 7}
+
+
+def test_texture_hold_pushes_notes_when_behind_the_seeds_density_and_holds_back_when_ahead(gen):
+    from musicgen.grammar import RowState, TextureHold
+
+    g, v = gen.grammar, gen.tokenizer.vocab
+    bar, ts, pos = v["Bar_None"], v["TimeSig_4/4"], v["Position_0"]
+    chord = [v["Pitch_60"], v["Velocity_79"], v["Duration_1.0.8"]] * 1
+    prime = [v["Style_any"]] + [t for _ in range(8) for t in [bar, ts, pos] + chord * 4]  # 4 notes a bar
+    assert g.notes_per_bar(prime) == 4.0 and g.notes_per_bar(prime[:1]) == 0.0
+    hold = TextureHold(g, prime, 1.0)
+    row = RowState(g)
+    for t in prime[1:] + [bar, ts, v["Position_16"], *chord]:  # half way through the first new bar
+        row.update(g, t)
+    assert row.prev == "Duration" and row.bars == 9
+    assert hold.offset(row, 8, played=1) == pytest.approx(np.log((4 * 0.5 + 4) / (1 + 4)))  # behind: up
+    assert hold.offset(row, 8, played=9) == pytest.approx(np.log((4 * 0.5 + 4) / (9 + 4)))  # ahead: down
+    assert hold.offset(row, 8, played=500) == -TextureHold.LIMIT
+    row.update(g, v["Position_20"])
+    assert hold.offset(row, 8, played=1) == 0.0  # after a Position only a note or tempo may come
+    assert not TextureHold(g, prime, 0.0).active and not TextureHold(g, prime[:1], 1.0).active
+
+
+def test_a_strong_texture_hold_keeps_the_new_bars_near_the_seeds_notes_per_bar(gen, tmp_path):
+    dense = [(i * 0.25, 0.25, 60 + (i * 5) % 24, 80) for i in range(16 * 8)]  # 16 notes a bar
+    seed = write_score(make_score(dense), tmp_path / "dense.mid")
+
+    def per_bar(texture_hold):
+        out = gen.generate(seed, SampleConfig(bars=4, seed=3, texture_hold=texture_hold, variations=4))
+        return [sum(1 for n in s.tracks[0].notes if n.time >= out.split_tick) / 4 for s in out.scores]
+
+    free, held = per_bar(0.0), per_bar(4.0)
+    assert abs(np.mean(held) - 16) < abs(np.mean(free) - 16)

@@ -353,6 +353,8 @@ def engrave(xml: str, page_widths: tuple[int, ...] = (1000,)) -> tuple[list[str]
     svgs = []
     with _TOOLKIT_LOCK:
         if _TOOLKIT is None:
+            # errors only: a dense score on a phone's width warns, per system, that it is tight
+            verovio.enableLog(verovio.LOG_ERROR)
             _TOOLKIT = verovio.toolkit()
         for i, width in enumerate(page_widths):
             _TOOLKIT.setOptions(
