@@ -119,7 +119,7 @@ class RowState:
         self.prev = "Style"
         self.pos, self.bar_len, self.ts_id = -1, 4 * tk.POSITIONS_PER_BEAT, None
         self.struck: list[int] = []  # pitch ids already played at this position
-        self.bars, self.in_bar = 0, 0
+        self.bars, self.in_bar, self.bar_notes = 0, 0, 0
         self.hold_tempo, self.has_tempo = False, False  # once a tempo is set, no Tempo token follows
         self.ban = bytearray(len(g.types))  # 1 for the struck pitches: cheap to set from Python
         self.banned = np.frombuffer(self.ban, dtype=np.uint8)  # the same bytes, for `draw`
@@ -136,12 +136,13 @@ class RowState:
         if kind == "Pitch":
             self.struck.append(tok)
             self.ban[tok] = 1
+            self.bar_notes += 1
         elif kind in ("Bar", "Position"):
             for p in self.struck:
                 self.ban[p] = 0
             self.struck = []
             if kind == "Bar":
-                self.bars, self.pos, self.in_bar = self.bars + 1, -1, 0
+                self.bars, self.pos, self.in_bar, self.bar_notes = self.bars + 1, -1, 0, 0
             else:
                 self.pos = g.position[tok]
         elif kind == "TimeSig":
@@ -157,7 +158,7 @@ class RowState:
         if self.in_bar > MAX_TOKENS_PER_BAR and self.prev in ("Duration", "TimeSig", "Tempo"):
             return g.bar_only_ids
         key = (self.prev, self.ts_id if self.prev == "Bar" else None, self.pos, self.bar_len,
-               self.hold_tempo and self.has_tempo)
+               self.hold_tempo and self.has_tempo, self.bars == 1 and not self.bar_notes)
         ids = g.cache.get(key)
         if ids is None:
             ids = g.cache[key] = self._allowed_ids(g)
@@ -168,6 +169,8 @@ class RowState:
         if self.prev == "Bar" and self.ts_id is not None:  # keep the meter once it is set
             m[:] = False
             m[self.ts_id] = True
+        if self.bars == 1 and not self.bar_notes:  # a piece from scratch opens with music, not a rest
+            m[g.bar_id] = False
         m[g.pos_ids[:self.pos + 1]] = False
         m[g.pos_ids[self.bar_len:]] = False
         if self.hold_tempo and self.has_tempo:

@@ -64,8 +64,10 @@ def set_number(page, elem_id: str, value: int) -> None:
 
 
 def pick_example(page, label: str) -> None:
-    """Click an example seed and wait until it can be heard in the Seed tab."""
+    """Click an example seed and wait until it is the seed and can be heard in the Seed tab (the
+    status may still say "ready" from the last seed, so the seed's own name is waited for too)."""
     page.get_by_role("button", name=label).click()
+    expect(page.locator("#seed-info")).to_contain_text(label.replace(" ", "-") + ".mid")
     expect(page.locator("#status")).to_contain_text("ready")
 
 

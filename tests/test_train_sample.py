@@ -309,3 +309,24 @@ def test_a_strong_texture_hold_keeps_the_new_bars_near_the_seeds_notes_per_bar(g
 
     free, held = per_bar(0.0), per_bar(4.0)
     assert abs(np.mean(held) - 16) < abs(np.mean(free) - 16)
+
+
+def test_a_piece_from_scratch_never_opens_with_an_empty_bar_and_a_continuation_may(gen):
+    from musicgen.grammar import RowState
+
+    g, v = gen.grammar, gen.tokenizer.vocab
+    bar, ts, pos, tempo = v["Bar_None"], v["TimeSig_4/4"], v["Position_0"], next(
+        i for t, i in v.items() if t.startswith("Tempo_"))
+    row = RowState(g)
+    for t in (bar, ts):
+        row.update(g, t)
+    assert bar not in row.allowed(g)  # Bar TimeSig Bar: an empty first bar
+    for t in (pos, tempo):
+        row.update(g, t)
+    assert bar not in row.allowed(g)  # nor a first bar of a tempo alone
+    for t in (v["Pitch_60"], v["Velocity_79"], v["Duration_1.0.8"]):
+        row.update(g, t)
+    assert bar in row.allowed(g)
+    for t in (bar, ts):
+        row.update(g, t)
+    assert bar in row.allowed(g)  # after the first bar a rest is music too
