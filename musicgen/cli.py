@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     sr.add_argument("--data", nargs="*", default=[], help="the corpora the checkpoint was trained on")
     sr.add_argument("--pieces", type=int, default=0, help="only the first N test pieces (0: all)")
+    sr.add_argument("--corpus", default="", help="only the test pieces of this corpus folder (as evaluate)")
     sr.add_argument("--fills", type=int, default=2, help="fills per piece and method")
     sr.add_argument("--candidates", type=int, nargs="+", default=[1, 4, 16],
                     help="infill methods: takes per fill (1: a plain continuation)")

@@ -129,12 +129,14 @@ def ending_rows(gen: Generator, ref: symusic.Score, cfg: SampleConfig, seed_bars
 
 def report(checkpoint: str | Path = DEFAULT_CHECKPOINT, data: str | list = "", pieces: int = 0,
            fills: int = 2, candidates: tuple[int, ...] = (1, 4, 16), end_pieces: int = 30,
-           end_bars: int = 8, seed: int = 0, end_candidates: int = 16) -> dict:
+           end_bars: int = 8, seed: int = 0, end_candidates: int = 16, corpus_name: str = "") -> dict:
     """The whole report as a JSON-ready dict."""
     checkpoint = Path(checkpoint)
     _, tokenizer, config = load_checkpoint(checkpoint, "cpu")
     corpus, _ = load_corpus(data_root(config, data), tokenizer)
     test = split_pieces(corpus.pieces, config, "test")
+    if corpus_name:  # as evaluate --corpus: piano-midi-de's are the first model's test pieces
+        test = [p for p in test if p.corpus == corpus_name]
     test = test[:pieces] if pieces else test
     gen = Generator(checkpoint, device="cpu")
     rng = np.random.default_rng(seed)
@@ -192,7 +194,7 @@ def format_report(rep: dict) -> str:
 
 def main(args) -> int:
     rep = report(args.checkpoint, args.data, args.pieces, args.fills, tuple(args.candidates),
-                 args.end_pieces, args.end_bars, args.seed, args.end_candidates)
+                 args.end_pieces, args.end_bars, args.seed, args.end_candidates, args.corpus)
     print(format_report(rep))
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=1, default=float) + "\n")
