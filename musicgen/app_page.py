@@ -94,14 +94,17 @@ def piece_values(piece: Piece, status: str) -> list:
 
 
 def draw_piece(piece: Piece, soundfont: str | Path | None, status: str, job: logic.Job):
-    """Yield the piece's outputs now, then after each piece of its drawing (until Stop)."""
+    """Yield the piece's outputs now, then after each piece of its drawing (until Stop). The seed
+    and the part list are set once, at first: a seed the user picks while the piece is still being
+    drawn stays the seed."""
     yield piece_values(piece, status)
     if piece.view is not None:
         stream = render([piece.view], soundfont)
         try:
             with logic.user_errors("drawing your piece"):
                 for _ in stream:
-                    yield piece_values(piece, status)
+                    _seed, status_now, *player, files, _parts, box, state = piece_values(piece, status)
+                    yield [gr.skip(), status_now, *player, files, gr.skip(), box, state]
                     if job.stopped.is_set():
                         break
         finally:
