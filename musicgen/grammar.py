@@ -53,14 +53,17 @@ class Grammar:
             raise MusicgenError(f"this model knows no {meter} meter; choose one of: {', '.join(known)}")
         return self.meters[meter.strip()]
 
-    def notes_per_bar(self, ids: list[int], bars: int = 8) -> float:
-        """Notes per bar over the last `bars` bars of `ids` (0 without a bar)."""
+    def last_bars(self, ids: list[int], bars: int = 8) -> tuple[np.ndarray, int]:
+        """The token ids of the last `bars` bars of `ids` (all of them with fewer bars) and how many
+        bars that is."""
         ids = np.asarray(ids, dtype=np.int64)
         bar_at = np.flatnonzero(ids == self.bar_id)
-        if not len(bar_at):
-            return 0.0
-        window = ids[bar_at[-bars]:] if len(bar_at) >= bars else ids[bar_at[0]:]
-        return float((self.pitch_class[window] >= 0).sum()) / min(len(bar_at), bars)
+        return (ids[bar_at[-bars]:] if len(bar_at) >= bars else ids), min(len(bar_at), bars)
+
+    def notes_per_bar(self, ids: list[int], bars: int = 8) -> float:
+        """Notes per bar over the last `bars` bars of `ids` (0 without a bar)."""
+        window, n = self.last_bars(ids, bars)
+        return float((self.pitch_class[window] >= 0).sum()) / n if n else 0.0
 
     def key_bias(self, ids: list[int], strength: float, bars: int = 8) -> np.ndarray | None:
         """Logit offsets (V,) that keep a continuation near the pitch classes of the last `bars`
@@ -69,10 +72,7 @@ class Grammar:
         None when strength is 0 or there are no notes to read a key from."""
         if not strength:
             return None
-        ids = np.asarray(ids, dtype=np.int64)
-        bar_at = np.flatnonzero(ids == self.bar_id)
-        window = ids[bar_at[-bars]:] if len(bar_at) >= bars else ids
-        pcs = self.pitch_class[window]
+        pcs = self.pitch_class[self.last_bars(ids, bars)[0]]
         return self.class_bias(np.bincount(pcs[pcs >= 0], minlength=12).astype(np.float64), strength)
 
     def class_bias(self, counts: np.ndarray, strength: float) -> np.ndarray | None:

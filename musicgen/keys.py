@@ -30,12 +30,17 @@ def parse_key(text: str) -> tuple[int, str, int]:
     letter, accidental, mode = m.groups()
     tonic = (LETTERS[letter] + {"#": 1, "b": -1}.get(accidental or "", 0)) % 12
     mode = "minor" if mode in ("minor", "min", "m") else "major"
-    sharps = (fifths((tonic, mode)) + 5) % 12 - 5  # Db (-5) .. F# (6) ...
-    if accidental == "#" and sharps < 0:  # ... unless written otherwise: C# major, A# minor
+    sharps = sharps_of((tonic, mode))
+    if accidental == "#" and sharps < 0:  # spelled as written: C# major, A# minor
         sharps += 12
     if accidental == "b" and sharps > 0:  # Gb major, Eb minor, Ab minor
         sharps -= 12
     return tonic, mode, sharps
+
+
+def sharps_of(key: tuple[int, str]) -> int:
+    """Sharps (negative: flats) of a key's signature, from Db (-5) to F# (6), as the engraver spells."""
+    return (fifths(key) + 5) % 12 - 5
 
 
 def key_signature(text: str) -> symusic.KeySignature:
@@ -64,5 +69,4 @@ def seed_key(score: symusic.Score) -> symusic.KeySignature | None:
     found = estimate_key(score)
     if found is None:
         return None
-    sharps = (fifths(found) + 5) % 12 - 5  # Db (-5) .. F# (6), as the engraver spells
-    return symusic.KeySignature(0, sharps, 1 if found[1] == "minor" else 0)
+    return symusic.KeySignature(0, sharps_of(found), 1 if found[1] == "minor" else 0)

@@ -216,8 +216,10 @@ class Generator:
         elif seed is None and not cfg.vary_tempo:  # the one tempo the model chose, from the start
             for s in scores:
                 s.tempos = [symusic.Tempo(0, s.tempos[-1].qpm)] if len(s.tempos) else []
-        for s in scores:  # the tokens carry no key: the seed's, the asked one or the one the notes suggest
-            key = seed_key(seed) if seed is not None else key_signature(cfg.key) if cfg.key else seed_key(s)
+        # the tokens carry no key: the seed's, the asked one, or (from scratch) the one the notes suggest
+        given = seed_key(seed) if seed is not None else key_signature(cfg.key) if cfg.key else None
+        for s in scores:
+            key = given if seed is not None or cfg.key else seed_key(s)
             s.key_signatures = [key] if key else []
         if seed is None:
             notes.append(f"composed from scratch in the style: {cfg.style}")
@@ -313,7 +315,8 @@ class Generator:
                     feed_np[b] = self.tokenizer.pad_token_id
                     continue
                 rows[b].update(g, tok)
-                played[b] += g.pitch_class[tok] >= 0
+                if hold:
+                    played[b] += g.pitch_class[tok] >= 0
                 out[b].append(tok)
                 feed_np[b] = tok
                 allowed[b] = rows[b].allowed(g)
